@@ -1,0 +1,291 @@
+//! Acquiring a lock: lock rounds, validity, clean-up release and jittered retries.
+
+use std::sync::Arc;
+
+use super::command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
+use super::config::Config;
+use super::error::{check_resources, AcquireError, ResourceError};
+use super::lease::Lease;
+use super::operation::Operation;
+use super::release::release_round;
+use super::report::NodeError;
+use super::rng::JitterRng;
+use super::round::{Policy, RequestIds, Round, Vote};
+use super::script;
+use super::time::Instant;
+use super::token::Token;
+
+/// Acquires a lock on a quorum of nodes.
+///
+/// Each attempt sends the lock command to every node at once and is decided as soon as a quorum
+/// said yes or no quorum is possible any more. A granted attempt becomes a [`Lease`] if at least
+/// the minimum validity is left; any failed attempt first releases on every node (a `SET` can
+/// land after its deadline), then waits `delay ± jitter` and tries again while the retry policy
+/// allows.
+#[derive(Debug)]
+pub struct Acquire {
+    config: Config,
+    resources: Arc<[String]>,
+    token: Token,
+    command: Command,
+    rng: JitterRng,
+    started: Instant,
+    attempts: u32,
+    ids: RequestIds,
+    state: State,
+    outcome: Option<Result<Lease, AcquireError>>,
+}
+
+#[derive(Debug)]
+enum State {
+    Locking(Round),
+    Releasing {
+        round: Round,
+        failure: AcquireError,
+        retry_at: Option<Instant>,
+    },
+    Waiting {
+        until: Instant,
+    },
+    Done,
+}
+
+fn classify_set(reply: &Reply) -> Vote {
+    match reply {
+        Reply::Ok => Vote::Yes,
+        Reply::Nil => Vote::No,
+        other => Vote::Failed(NodeError::from_reply(other)),
+    }
+}
+
+fn classify_script(reply: &Reply) -> Vote {
+    match reply {
+        Reply::Integer(1) => Vote::Yes,
+        Reply::Integer(0) => Vote::No,
+        other => Vote::Failed(NodeError::from_reply(other)),
+    }
+}
+
+impl Acquire {
+    /// Starts acquiring `resources` under `token`. `seed` drives the retry jitter; `now` is the
+    /// moment just before the first request goes out.
+    pub fn new(
+        config: &Config,
+        resources: impl IntoIterator<Item = impl Into<String>>,
+        token: Token,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ResourceError> {
+        let resources = check_resources(resources.into_iter().map(Into::into).collect())?;
+        let ttl_ms = Some(config.ttl().as_millis() as u64);
+        // A single key needs no script: plain SET NX PX is what every Redlock client sends.
+        let kind = if resources.len() == 1 {
+            CommandKind::SetNx
+        } else {
+            CommandKind::EvalSha(&script::ACQUIRE)
+        };
+        let command = Command::new(kind, resources.clone(), token.clone(), ttl_ms);
+        let mut acquire = Self {
+            config: config.clone(),
+            resources,
+            token,
+            command,
+            rng: JitterRng::new(seed),
+            started: now,
+            attempts: 0,
+            ids: RequestIds::default(),
+            state: State::Done,
+            outcome: None,
+        };
+        acquire.start_attempt(now);
+        Ok(acquire)
+    }
+
+    /// The token this acquire stores.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The resources being locked.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Cuts the wait before the next attempt short: the next attempt starts now, or as soon as
+    /// the clean-up release of the failed one is done. A driver calls this when it learns that
+    /// the holder released the lock.
+    pub fn retry_now(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Waiting { .. } => self.start_attempt(now),
+            State::Releasing {
+                retry_at: Some(at), ..
+            } => *at = now,
+            _ => {}
+        }
+    }
+
+    fn start_attempt(&mut self, now: Instant) {
+        self.attempts += 1;
+        let classify = match self.command.kind() {
+            CommandKind::SetNx => classify_set,
+            _ => classify_script,
+        };
+        self.state = State::Locking(Round::new(
+            self.command.clone(),
+            classify,
+            Policy::Quorum,
+            self.config.nodes(),
+            self.config.quorum(),
+            self.config.request_timeout(),
+            &mut self.ids,
+            now,
+        ));
+    }
+
+    /// Moves on after a reply or timeout may have decided the current round.
+    fn advance(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Locking(round) => {
+                let Some(decision) = round.decision() else {
+                    return;
+                };
+                let report = round.report();
+                let elapsed = decision.at.saturating_duration_since(round.started());
+                let validity = self
+                    .config
+                    .ttl()
+                    .saturating_sub(elapsed)
+                    .saturating_sub(self.config.drift());
+                let failure = if !decision.granted {
+                    let refused = report.refused_count();
+                    if refused > self.config.nodes() - self.config.quorum() {
+                        AcquireError::Contended { report }
+                    } else {
+                        AcquireError::NoQuorum {
+                            report,
+                            quorum: self.config.quorum(),
+                        }
+                    }
+                } else if validity < self.config.min_validity() {
+                    AcquireError::ValidityTooShort {
+                        report,
+                        validity,
+                        min_validity: self.config.min_validity(),
+                    }
+                } else {
+                    self.outcome = Some(Ok(Lease {
+                        resources: self.resources.clone(),
+                        token: self.token.clone(),
+                        ttl: self.config.ttl(),
+                        acquired_at: round.started(),
+                        decided_at: decision.at,
+                        validity,
+                        extensions: 0,
+                        report,
+                    }));
+                    self.state = State::Done;
+                    return;
+                };
+                let retry_at = self.next_retry(decision.at);
+                self.state = State::Releasing {
+                    round: release_round(
+                        &self.config,
+                        &self.resources,
+                        &self.token,
+                        &mut self.ids,
+                        now,
+                    ),
+                    failure,
+                    retry_at,
+                };
+            }
+            State::Releasing {
+                round,
+                failure,
+                retry_at,
+            } => {
+                if round.decision().is_none() {
+                    return;
+                }
+                match *retry_at {
+                    Some(at) if at <= now => self.start_attempt(now),
+                    Some(until) => self.state = State::Waiting { until },
+                    None => {
+                        self.outcome = Some(Err(failure.clone()));
+                        self.state = State::Done;
+                    }
+                }
+            }
+            State::Waiting { until } => {
+                if *until <= now {
+                    self.start_attempt(now);
+                }
+            }
+            State::Done => {}
+        }
+    }
+
+    /// When the next attempt may start, or `None` when the retry policy is used up.
+    fn next_retry(&mut self, failed_at: Instant) -> Option<Instant> {
+        let retry = *self.config.retry();
+        if self.attempts > retry.retries {
+            return None;
+        }
+        let at = failed_at + self.rng.jittered(retry.delay, retry.jitter);
+        match retry.deadline {
+            Some(deadline) if at > self.started + deadline => None,
+            _ => Some(at),
+        }
+    }
+}
+
+impl Operation for Acquire {
+    type Output = Result<Lease, AcquireError>;
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        match &mut self.state {
+            State::Locking(round) | State::Releasing { round, .. } => round.poll_transmit(),
+            State::Waiting { .. } | State::Done => None,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Locking(round) | State::Releasing { round, .. } => round.poll_timeout(),
+            State::Waiting { until } => Some(*until),
+            State::Done => None,
+        }
+    }
+
+    fn poll_outcome(&mut self) -> Option<Self::Output> {
+        self.outcome.take()
+    }
+
+    fn handle_reply(&mut self, node: NodeId, request: RequestId, reply: Reply, now: Instant) {
+        if let State::Locking(round) | State::Releasing { round, .. } = &mut self.state {
+            round.handle_reply(node, request, reply, now, &mut self.ids);
+        }
+        self.advance(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let State::Locking(round) | State::Releasing { round, .. } = &mut self.state {
+            round.handle_timeout(now);
+        }
+        self.advance(now);
+    }
+
+    fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
+        match &self.state {
+            State::Locking(round) | State::Releasing { round, .. } => {
+                round.is_awaiting(node, request)
+            }
+            State::Waiting { .. } | State::Done => false,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Extending a held lock: a quorum must confirm within the current validity.
+
+use super::command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
+use super::config::Config;
+use super::error::ExtendError;
+use super::lease::Lease;
+use super::operation::Operation;
+use super::report::NodeError;
+use super::rng::JitterRng;
+use super::round::{Policy, RequestIds, Round, Vote};
+use super::script;
+use super::time::Instant;
+
+fn classify_extend(reply: &Reply) -> Vote {
+    match reply {
+        Reply::Integer(1) => Vote::Yes,
+        Reply::Integer(0) => Vote::No,
+        other => Vote::Failed(NodeError::from_reply(other)),
+    }
+}
+
+/// Extends a lease to a new TTL.
+///
+/// The extend script resets the TTL only where every key still holds our token; it never
+/// re-creates a vanished key, which would silently re-acquire a lock that was lost. The
+/// extension counts only if a quorum confirms it before the current validity ends. When nodes
+/// fail (rather than refuse), the round is retried while the validity leaves room.
+#[derive(Debug)]
+pub struct Extend {
+    config: Config,
+    lease: Lease,
+    command: Command,
+    rng: JitterRng,
+    ids: RequestIds,
+    state: State,
+    outcome: Option<Result<Lease, ExtendError>>,
+}
+
+#[derive(Debug)]
+enum State {
+    Extending(Round),
+    Waiting { until: Instant },
+    Done,
+}
+
+impl Extend {
+    /// Starts extending `lease` so that its keys live `config.ttl()` from now, capped by the
+    /// configured maximum hold time. Limits and an already expired lease are reported through
+    /// [`Operation::poll_outcome`] straight away.
+    pub fn new(config: &Config, lease: &Lease, seed: u64, now: Instant) -> Self {
+        let mut extend = Self {
+            config: config.clone(),
+            lease: lease.clone(),
+            command: Command::new(
+                CommandKind::EvalSha(&script::EXTEND),
+                lease.resources.clone(),
+                lease.token.clone(),
+                None,
+            ),
+            rng: JitterRng::new(seed),
+            ids: RequestIds::default(),
+            state: State::Done,
+            outcome: None,
+        };
+        match extend.effective_config(now) {
+            Err(error) => extend.outcome = Some(Err(error)),
+            Ok(_) if !lease.is_valid_at(now) => {
+                extend.outcome = Some(Err(ExtendError::Expired {
+                    report: lease.report.clone(),
+                }))
+            }
+            Ok(config) => {
+                extend.command = Command::new(
+                    CommandKind::EvalSha(&script::EXTEND),
+                    lease.resources.clone(),
+                    lease.token.clone(),
+                    Some(config.ttl().as_millis() as u64),
+                );
+                extend.config = config;
+                extend.start_round(now);
+            }
+        }
+        extend
+    }
+
+    /// The config with the TTL this extension may ask for, or why there is none.
+    fn effective_config(&self, now: Instant) -> Result<Config, ExtendError> {
+        let settings = self.config.settings();
+        let held = now.saturating_duration_since(self.lease.acquired_at);
+        let limit = ExtendError::LimitReached {
+            extensions: self.lease.extensions,
+            held,
+        };
+        if settings
+            .max_extensions
+            .is_some_and(|max| self.lease.extensions >= max)
+        {
+            return Err(limit);
+        }
+        match settings.max_hold {
+            Some(max_hold) => {
+                let left = max_hold.saturating_sub(held);
+                self.config
+                    .with_ttl(self.config.ttl().min(left))
+                    .map_err(|_| limit)
+            }
+            None => Ok(self.config.clone()),
+        }
+    }
+
+    fn start_round(&mut self, now: Instant) {
+        self.state = State::Extending(Round::new(
+            self.command.clone(),
+            classify_extend,
+            Policy::Quorum,
+            self.config.nodes(),
+            self.config.quorum(),
+            self.config.request_timeout(),
+            &mut self.ids,
+            now,
+        ));
+    }
+
+    fn finish(&mut self, outcome: Result<Lease, ExtendError>) {
+        self.outcome = Some(outcome);
+        self.state = State::Done;
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let valid_until = self.lease.valid_until();
+        match &self.state {
+            State::Extending(round) => {
+                let report = round.report();
+                let Some(decision) = round.decision() else {
+                    if now >= valid_until {
+                        self.finish(Err(ExtendError::Expired { report }));
+                    }
+                    return;
+                };
+                let started = round.started();
+                if decision.at >= valid_until {
+                    return self.finish(Err(ExtendError::Expired { report }));
+                }
+                if decision.granted {
+                    let elapsed = decision.at.saturating_duration_since(started);
+                    let validity = self
+                        .config
+                        .ttl()
+                        .saturating_sub(elapsed)
+                        .saturating_sub(self.config.drift());
+                    if validity < self.config.min_validity() {
+                        return self.finish(Err(ExtendError::Expired { report }));
+                    }
+                    let lease = Lease {
+                        ttl: self.config.ttl(),
+                        decided_at: decision.at,
+                        validity,
+                        extensions: self.lease.extensions + 1,
+                        report,
+                        ..self.lease.clone()
+                    };
+                    return self.finish(Ok(lease));
+                }
+                if report.refused_count() > self.config.nodes() - self.config.quorum() {
+                    return self.finish(Err(ExtendError::Lost { report }));
+                }
+                let retry = *self.config.retry();
+                let pause = self.rng.jittered(retry.delay, retry.jitter);
+                let until = now + pause;
+                if until + self.config.request_timeout() < valid_until {
+                    self.state = State::Waiting { until };
+                } else {
+                    let quorum = self.config.quorum();
+                    self.finish(Err(ExtendError::NoQuorum { report, quorum }));
+                }
+            }
+            State::Waiting { until } => {
+                if *until <= now {
+                    self.start_round(now);
+                }
+            }
+            State::Done => {}
+        }
+    }
+}
+
+impl Operation for Extend {
+    type Output = Result<Lease, ExtendError>;
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        match &mut self.state {
+            State::Extending(round) => round.poll_transmit(),
+            _ => None,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Extending(round) => Some(
+                round
+                    .poll_timeout()
+                    .map_or(self.lease.valid_until(), |t| t.min(self.lease.valid_until())),
+            ),
+            State::Waiting { until } => Some(*until),
+            State::Done => None,
+        }
+    }
+
+    fn poll_outcome(&mut self) -> Option<Self::Output> {
+        self.outcome.take()
+    }
+
+    fn handle_reply(&mut self, node: NodeId, request: RequestId, reply: Reply, now: Instant) {
+        if let State::Extending(round) = &mut self.state {
+            round.handle_reply(node, request, reply, now, &mut self.ids);
+        }
+        self.advance(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let State::Extending(round) = &mut self.state {
+            round.handle_timeout(now);
+        }
+        self.advance(now);
+    }
+
+    fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
+        match &self.state {
+            State::Extending(round) => round.is_awaiting(node, request),
+            _ => false,
+        }
+    }
+}

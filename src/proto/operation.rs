@@ -1,0 +1,42 @@
+//! The one interface every protocol machine offers its driver.
+
+use super::command::{NodeId, Reply, RequestId, Transmit};
+use super::time::Instant;
+
+/// A protocol operation as a state machine: the driver feeds it replies and timeouts and carries
+/// out what it asks for, until it yields an outcome.
+///
+/// Driving contract (the same for every operation):
+/// 1. send every [`poll_transmit`](Operation::poll_transmit) until it returns `None`;
+/// 2. if [`poll_outcome`](Operation::poll_outcome) returns `Some`, stop: the operation is over,
+///    and nothing it sent earlier needs an answer any more;
+/// 3. wait for the first of a reply (→ [`handle_reply`](Operation::handle_reply)) or the instant
+///    from [`poll_timeout`](Operation::poll_timeout) (→ [`handle_timeout`](Operation::handle_timeout)),
+///    passing the current time; then go back to 1.
+pub trait Operation {
+    /// What the operation produces.
+    type Output;
+
+    /// The next request to send, if any.
+    #[must_use]
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+
+    /// When to call [`handle_timeout`](Operation::handle_timeout) if nothing else happens first.
+    #[must_use]
+    fn poll_timeout(&self) -> Option<Instant>;
+
+    /// The result, once, when the operation is over.
+    #[must_use]
+    fn poll_outcome(&mut self) -> Option<Self::Output>;
+
+    /// A reply (or transport failure) for an earlier [`Transmit`].
+    fn handle_reply(&mut self, node: NodeId, request: RequestId, reply: Reply, now: Instant);
+
+    /// The instant from [`poll_timeout`](Operation::poll_timeout) has come (or passed).
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// Whether a reply to `request` would still be used; when it is not, the driver may drop the
+    /// request.
+    #[must_use]
+    fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool;
+}

@@ -1,0 +1,128 @@
+//! Releasing a lock: compare-and-delete on every node.
+
+use std::sync::Arc;
+
+use super::command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
+use super::config::Config;
+use super::lease::Lease;
+use super::operation::Operation;
+use super::report::{NodeError, Report};
+use super::round::{Policy, RequestIds, Round, Vote};
+use super::script;
+use super::time::Instant;
+use super::token::Token;
+
+fn classify_release(reply: &Reply) -> Vote {
+    match reply {
+        Reply::Integer(n) if *n > 0 => Vote::Yes,
+        Reply::Integer(0) => Vote::No,
+        other => Vote::Failed(NodeError::from_reply(other)),
+    }
+}
+
+/// A round that deletes our keys on every node and waits for each node's answer or deadline.
+pub(crate) fn release_round(
+    config: &Config,
+    resources: &Arc<[String]>,
+    token: &Token,
+    ids: &mut RequestIds,
+    now: Instant,
+) -> Round {
+    let command = Command::new(
+        CommandKind::EvalSha(&script::RELEASE),
+        resources.clone(),
+        token.clone(),
+        None,
+    );
+    Round::new(
+        command,
+        classify_release,
+        Policy::All,
+        config.nodes(),
+        config.quorum(),
+        config.request_timeout(),
+        ids,
+        now,
+    )
+}
+
+/// Releases a lock on every node. It cannot fail: each node answers or times out, and the
+/// report says which did what. Releasing twice, or releasing an expired lock, is harmless.
+#[derive(Debug)]
+pub struct Release {
+    round: Round,
+    ids: RequestIds,
+    done: bool,
+}
+
+/// The result of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// Per node: granted (our keys deleted), refused (nothing of ours was there), failed or
+    /// timed out.
+    pub report: Report,
+}
+
+impl Released {
+    /// Whether every node confirmed the keys are gone or were not ours.
+    pub fn is_clean(&self) -> bool {
+        self.report.granted_count() + self.report.refused_count() == self.report.nodes().len()
+    }
+}
+
+impl Release {
+    /// Starts releasing `resources` held under `token`.
+    pub fn new(config: &Config, resources: &[String], token: &Token, now: Instant) -> Self {
+        Self::for_keys(config, resources.into(), token, now)
+    }
+
+    /// Releases the keys of `lease`.
+    pub fn for_lease(config: &Config, lease: &Lease, now: Instant) -> Self {
+        Self::for_keys(config, lease.resources.clone(), &lease.token, now)
+    }
+
+    fn for_keys(config: &Config, resources: Arc<[String]>, token: &Token, now: Instant) -> Self {
+        let mut ids = RequestIds::default();
+        let round = release_round(config, &resources, token, &mut ids, now);
+        Self {
+            round,
+            ids,
+            done: false,
+        }
+    }
+}
+
+impl Operation for Release {
+    type Output = Released;
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.round.poll_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.round.poll_timeout()
+    }
+
+    fn poll_outcome(&mut self) -> Option<Released> {
+        if self.done || self.round.decision().is_none() {
+            return None;
+        }
+        self.done = true;
+        Some(Released {
+            report: self.round.report(),
+        })
+    }
+
+    fn handle_reply(&mut self, node: NodeId, request: RequestId, reply: Reply, now: Instant) {
+        self.round
+            .handle_reply(node, request, reply, now, &mut self.ids);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.round.handle_timeout(now);
+    }
+
+    fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
+        self.round.is_awaiting(node, request)
+    }
+}
