@@ -149,9 +149,8 @@ impl Config {
         if nodes == 0 {
             return Err(ConfigError::NoNodes);
         }
-        let ttl = Duration::from_millis(
-            u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX),
-        );
+        let ttl =
+            Duration::from_millis(u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX));
         if ttl.is_zero() {
             return Err(ConfigError::ZeroTtl);
         }
@@ -311,7 +310,10 @@ mod tests {
     #[test]
     fn quorum_is_a_strict_majority() {
         for (nodes, quorum) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)] {
-            assert_eq!(Config::new(nodes, Settings::default()).unwrap().quorum(), quorum);
+            assert_eq!(
+                Config::new(nodes, Settings::default()).unwrap().quorum(),
+                quorum
+            );
         }
     }
 
@@ -324,7 +326,10 @@ mod tests {
 
     #[test]
     fn bad_settings_are_typed_errors() {
-        assert_eq!(Config::new(0, Settings::default()), Err(ConfigError::NoNodes));
+        assert_eq!(
+            Config::new(0, Settings::default()),
+            Err(ConfigError::NoNodes)
+        );
         assert_eq!(Config::new(3, settings(0)), Err(ConfigError::ZeroTtl));
         let sub_ms = Settings {
             ttl: Duration::from_micros(900),
@@ -339,13 +344,19 @@ mod tests {
             ttl: Duration::MAX,
             ..Settings::default()
         };
-        assert!(matches!(Config::new(3, huge), Err(ConfigError::TtlTooLong(_))));
+        assert!(matches!(
+            Config::new(3, huge),
+            Err(ConfigError::TtlTooLong(_))
+        ));
         for factor in [f64::NAN, -0.1, 1.0, f64::INFINITY] {
             let s = Settings {
                 drift_factor: factor,
                 ..Settings::default()
             };
-            assert!(matches!(Config::new(3, s), Err(ConfigError::InvalidDriftFactor(_))));
+            assert!(matches!(
+                Config::new(3, s),
+                Err(ConfigError::InvalidDriftFactor(_))
+            ));
         }
         let no_min = Settings {
             min_validity: Duration::ZERO,

@@ -130,7 +130,10 @@ impl fmt::Display for ExtendError {
                 report.nodes().len()
             ),
             Self::Expired { report } => {
-                write!(f, "lock expired before the extension was confirmed ({report})")
+                write!(
+                    f,
+                    "lock expired before the extension was confirmed ({report})"
+                )
             }
             Self::LimitReached { extensions, held } => write!(
                 f,
@@ -167,7 +170,9 @@ impl fmt::Display for ResourceError {
 impl std::error::Error for ResourceError {}
 
 /// Checks a resource list: not empty, no empty names, no duplicates.
-pub(crate) fn check_resources(resources: Vec<String>) -> Result<std::sync::Arc<[String]>, ResourceError> {
+pub(crate) fn check_resources(
+    resources: Vec<String>,
+) -> Result<std::sync::Arc<[String]>, ResourceError> {
     if resources.is_empty() {
         return Err(ResourceError::Empty);
     }

@@ -196,11 +196,11 @@ impl Operation for Extend {
 
     fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            State::Extending(round) => Some(
-                round
-                    .poll_timeout()
-                    .map_or(self.lease.valid_until(), |t| t.min(self.lease.valid_until())),
-            ),
+            State::Extending(round) => {
+                Some(round.poll_timeout().map_or(self.lease.valid_until(), |t| {
+                    t.min(self.lease.valid_until())
+                }))
+            }
             State::Waiting { until } => Some(*until),
             State::Done => None,
         }

@@ -20,7 +20,7 @@ mod time;
 mod token;
 
 pub use acquire::Acquire;
-pub use command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
+pub use command::{Arg, Command, CommandKind, NodeId, Reply, RequestId, Transmit};
 pub use config::{Config, ConfigError, Retry, Settings};
 pub use error::{AcquireError, ExtendError, ResourceError};
 pub use extend::Extend;

@@ -172,9 +172,10 @@ impl Round {
     /// Whether the reply for `request` from `node` is still awaited.
     pub(crate) fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
         self.decision.is_none()
-            && self.slots.get(node.index()).is_some_and(|s| {
-                s.request == request && matches!(s.state, SlotState::InFlight)
-            })
+            && self
+                .slots
+                .get(node.index())
+                .is_some_and(|s| s.request == request && matches!(s.state, SlotState::InFlight))
     }
 
     /// Counts a reply. Replies to other rounds, unknown nodes, or requests already settled are
@@ -200,6 +201,7 @@ impl Round {
                 // The node lost its script cache (restart, SCRIPT FLUSH): send the source. This
                 // costs one round trip, so the resend gets a fresh deadline, once.
                 slot.by_source = true;
+                slot.latency = None;
                 slot.state = SlotState::Unsent;
                 slot.request = ids.next();
                 slot.sent_at = now;

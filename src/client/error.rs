@@ -1,0 +1,117 @@
+//! Errors of the native client.
+
+use std::fmt;
+
+use crate::proto::{AcquireError, ConfigError, ExtendError, Report, ResourceError};
+
+/// Why building a [`Redlock`](super::Redlock) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A node URL could not be parsed. The URL is not repeated: it may hold a password.
+    InvalidUrl {
+        /// Position of the URL in the list.
+        index: usize,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A `rediss://` URL was given but the crate was built without the `tls` feature.
+    TlsNotEnabled {
+        /// Position of the URL in the list.
+        index: usize,
+    },
+    /// The settings are not usable.
+    Config(ConfigError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUrl { index, reason } => {
+                write!(f, "node URL {index} is not a valid Redis URL: {reason}")
+            }
+            Self::TlsNotEnabled { index } => write!(
+                f,
+                "node URL {index} asks for TLS (rediss://) but quorumlock was built without the `tls` feature"
+            ),
+            Self::Config(error) => write!(f, "invalid settings: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why a lock operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The resource list was unusable (empty, empty name, duplicates).
+    InvalidResources(ResourceError),
+    /// Per-call options were unusable (for example a TTL below the drift allowance).
+    InvalidOptions(ConfigError),
+    /// The lock was not acquired; displays like `lock already taken, locked nodes: [0 1 2]`.
+    Acquire(AcquireError),
+    /// The lock was not extended.
+    Extend(ExtendError),
+    /// The lock was lost while `with_lock` ran its closure, which was cancelled.
+    Lost(ExtendError),
+    /// The operating system could not supply random bytes for the lock token.
+    Entropy(String),
+}
+
+impl Error {
+    /// Whether the lock is held by someone else.
+    pub fn is_contended(&self) -> bool {
+        matches!(self, Self::Acquire(AcquireError::Contended { .. }))
+    }
+
+    /// Whether too few nodes could be reached.
+    pub fn is_no_quorum(&self) -> bool {
+        matches!(
+            self,
+            Self::Acquire(AcquireError::NoQuorum { .. })
+                | Self::Extend(ExtendError::NoQuorum { .. })
+        )
+    }
+
+    /// The per-node report of the failed round, when there was one.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Self::Acquire(error) => Some(error.report()),
+            Self::Extend(error) | Self::Lost(error) => error.report(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidResources(error) => error.fmt(f),
+            Self::InvalidOptions(error) => write!(f, "invalid lock options: {error}"),
+            Self::Acquire(error) => error.fmt(f),
+            Self::Extend(error) => error.fmt(f),
+            Self::Lost(error) => write!(f, "lock lost while in use: {error}"),
+            Self::Entropy(error) => write!(f, "no randomness for the lock token: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidResources(error) => Some(error),
+            Self::InvalidOptions(error) => Some(error),
+            Self::Acquire(error) => Some(error),
+            Self::Extend(error) | Self::Lost(error) => Some(error),
+            Self::Entropy(_) => None,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The lock guard.
+
+use std::time::Duration;
+
+use crate::proto::{Config, Instant, Lease, Released, Report, Token};
+
+use super::{clock, Error, Redlock};
+
+/// A held lock. Release it with [`release`](Self::release); dropping it releases in a spawned
+/// task (never blocking the current thread). Check [`is_valid`](Self::is_valid) before acting on
+/// shared state late in a long critical section.
+#[derive(Debug)]
+#[must_use = "dropping a lock releases it at once"]
+pub struct Lock {
+    redlock: Redlock,
+    config: Config,
+    lease: Lease,
+    armed: bool,
+}
+
+impl Lock {
+    pub(crate) fn new(redlock: Redlock, config: Config, lease: Lease) -> Self {
+        Self {
+            redlock,
+            config,
+            lease,
+            armed: true,
+        }
+    }
+
+    /// The locked resources.
+    pub fn resources(&self) -> &[String] {
+        self.lease.resources()
+    }
+
+    /// The random token stored under every key.
+    pub fn token(&self) -> &Token {
+        self.lease.token()
+    }
+
+    /// The lease: validity, extension count, timing.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Per-node outcome of the round that acquired or last extended the lock.
+    pub fn report(&self) -> &Report {
+        self.lease.report()
+    }
+
+    /// After this instant the lock must no longer be relied on.
+    pub fn valid_until(&self) -> Instant {
+        self.lease.valid_until()
+    }
+
+    /// Validity left now.
+    pub fn remaining(&self) -> Duration {
+        self.lease.remaining(clock::now())
+    }
+
+    /// Whether the lock is still valid now.
+    pub fn is_valid(&self) -> bool {
+        self.lease.is_valid_at(clock::now())
+    }
+
+    /// Sets the keys' TTL to `ttl` from now, if a quorum still holds them for us. On failure the
+    /// guard keeps its old lease (and still releases on drop).
+    pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        let config = self.config.with_ttl(ttl).map_err(Error::InvalidOptions)?;
+        self.lease = self
+            .redlock
+            .extend_lease(&config, &self.lease)
+            .await
+            .map_err(Error::Extend)?;
+        self.config = config;
+        Ok(())
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn set_lease(&mut self, lease: Lease) {
+        self.lease = lease;
+    }
+
+    pub(crate) fn redlock(&self) -> &Redlock {
+        &self.redlock
+    }
+
+    /// Deletes the keys on every node that still holds them for us; the report says what each
+    /// node did. Never fails and never hangs: each node has its request deadline.
+    pub async fn release(mut self) -> Released {
+        self.armed = false;
+        self.redlock.release_lease(&self.lease).await
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let redlock = self.redlock.clone();
+                let lease = self.lease.clone();
+                runtime.spawn(async move {
+                    redlock.release_lease(&lease).await;
+                });
+            }
+            Err(_) => tracing::warn!(
+                resources = ?self.lease.resources(),
+                "lock dropped outside a tokio runtime: it cannot be released and expires with its TTL"
+            ),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The native driver: tokio + redis-rs (feature `tokio`, on by default).
+
+mod clock;
+mod driver;
+mod error;
+mod lock;
+mod node;
+mod request;
+mod with_lock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, Client};
+use tracing::Instrument;
+
+use crate::proto::{
+    Acquire, Config, Extend, ExtendError, Lease, Release, Released, Retry, Settings, Token,
+};
+
+pub use error::{BuildError, Error};
+pub use lock::Lock;
+pub use request::LockRequest;
+pub use with_lock::LockContext;
+
+use node::Node;
+
+/// A Redlock client over N independent Redis primaries. Cheap to clone: clones share the
+/// node connections.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// let redlock = quorumlock::Redlock::builder([
+///     "redis://127.0.0.1:7001",
+///     "redis://127.0.0.1:7002",
+///     "redis://127.0.0.1:7003",
+/// ])
+/// .ttl(Duration::from_secs(10))
+/// .build()?;
+///
+/// let lock = redlock.lock("orders:42").await?;
+/// // … critical section, valid until lock.valid_until() …
+/// lock.release().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Redlock {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    nodes: Vec<Node>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Redlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redlock")
+            .field("nodes", &self.shared.nodes.len())
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+/// Builds a [`Redlock`]; nothing connects until the first lock.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedlockBuilder {
+    urls: Vec<String>,
+    settings: Settings,
+    connect_timeout: Option<Duration>,
+}
+
+impl RedlockBuilder {
+    /// Replaces all settings at once.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Key lifetime for every lock (default 10 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.settings.ttl = ttl;
+        self
+    }
+
+    /// Retry policy of [`Redlock::lock`] (default: 10 retries, 200 ms ± 100 ms apart).
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+
+    /// Share of the TTL set aside for clock drift (default 0.01).
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.settings.drift_factor = factor;
+        self
+    }
+
+    /// Minimum validity for a lock to count as acquired (default 5 ms).
+    pub fn min_validity(mut self, min_validity: Duration) -> Self {
+        self.settings.min_validity = min_validity;
+        self
+    }
+
+    /// Per-node request deadline (default: derived from the TTL).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Caps the number of extensions of one lock.
+    pub fn max_extensions(mut self, max: u32) -> Self {
+        self.settings.max_extensions = Some(max);
+        self
+    }
+
+    /// Caps the total time one lock may be held through extensions.
+    pub fn max_hold(mut self, max: Duration) -> Self {
+        self.settings.max_hold = Some(max);
+        self
+    }
+
+    /// Longest wait for a TCP (and TLS) connection to a node (default: 1 s, or the request
+    /// timeout if that is longer). A request never waits past its own deadline either way.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the URLs and settings. Does not connect: a node that is down now costs failed
+    /// votes later, not a failed client.
+    pub fn build(self) -> Result<Redlock, BuildError> {
+        let config = Config::new(self.urls.len(), self.settings).map_err(BuildError::Config)?;
+        let connect_timeout = self
+            .connect_timeout
+            .unwrap_or(Duration::from_secs(1))
+            .max(config.request_timeout());
+        // The core's per-request deadline is the one that counts, and the driver drops a
+        // request the core gave up on. A response timeout in redis-rs would only add a timer
+        // to every command, so none is set.
+        let connection_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(None);
+        let nodes = self
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(index, url)| {
+                if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+                    return Err(BuildError::TlsNotEnabled { index });
+                }
+                let client =
+                    Client::open(url.as_str()).map_err(|error| BuildError::InvalidUrl {
+                        index,
+                        reason: error.to_string(),
+                    })?;
+                Ok(Node::new(client, connection_config.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Redlock {
+            shared: Arc::new(Shared { nodes, config }),
+        })
+    }
+}
+
+impl Redlock {
+    /// Starts building a client for the given nodes (`redis://[user:password@]host:port[/db]`,
+    /// or `rediss://` for TLS with the `tls` feature).
+    pub fn builder<I>(urls: I) -> RedlockBuilder
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        RedlockBuilder {
+            urls: urls.into_iter().map(Into::into).collect(),
+            settings: Settings::default(),
+            connect_timeout: None,
+        }
+    }
+
+    /// A client with default settings.
+    pub fn new<I>(urls: I) -> Result<Self, BuildError>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self::builder(urls).build()
+    }
+
+    /// The validated settings.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Acquires `resource`, retrying per the configured policy. Await the result, or chain
+    /// per-call options first: `redlock.lock("r").ttl(Duration::from_secs(5)).await`.
+    pub fn lock(&self, resource: impl Into<String>) -> LockRequest {
+        LockRequest::new(self.clone(), vec![resource.into()])
+    }
+
+    /// Acquires `resource` with a single attempt: fails at once if it is taken.
+    pub fn try_lock(&self, resource: impl Into<String>) -> LockRequest {
+        self.lock(resource).retry(Retry::NONE)
+    }
+
+    /// Acquires several resources as one lock: on each node, all of them or none.
+    pub fn lock_multi<I>(&self, resources: I) -> LockRequest
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        LockRequest::new(
+            self.clone(),
+            resources.into_iter().map(Into::into).collect(),
+        )
+    }
+
+    /// Runs `f` while holding a lock on `resources`, extending it ahead of expiry. If the lock
+    /// is lost, `f` is cancelled and [`Error::Lost`] returned. The lock is released at the end
+    /// whatever happens. See [`LockRequest::run`] for per-call options.
+    pub async fn with_lock<I, F, Fut, T>(&self, resources: I, f: F) -> Result<T, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+        F: FnOnce(LockContext) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        self.lock_multi(resources).run(f).await
+    }
+
+    /// Releases keys held under `token`, for instance a lock taken by another process that
+    /// handed its token over. Idempotent.
+    pub async fn release_token(&self, resources: &[String], token: &Token) -> Released {
+        let release = Release::new(&self.shared.config, resources, token, clock::now());
+        driver::drive(&self.shared.nodes, release).await
+    }
+
+    async fn acquire(&self, config: &Config, resources: Vec<String>) -> Result<Lease, Error> {
+        let (token, seed) = clock::token_and_seed().map_err(|e| Error::Entropy(e.to_string()))?;
+        let acquire = Acquire::new(config, resources, token, seed, clock::now())
+            .map_err(Error::InvalidResources)?;
+        let span = tracing::debug_span!(
+            "quorumlock.acquire",
+            resources = ?acquire.resources(),
+            ttl_ms = config.ttl().as_millis() as u64,
+        );
+        async {
+            let outcome = driver::drive(&self.shared.nodes, acquire).await;
+            match &outcome {
+                Ok(lease) => tracing::debug!(
+                    validity_ms = lease.validity().as_millis() as u64,
+                    report = %lease.report(),
+                    "lock acquired"
+                ),
+                Err(error) => {
+                    tracing::debug!(%error, report = %error.report(), "lock not acquired")
+                }
+            }
+            outcome.map_err(Error::Acquire)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn extend_lease(&self, config: &Config, lease: &Lease) -> Result<Lease, ExtendError> {
+        let extend = Extend::new(config, lease, clock::seed(), clock::now());
+        let span = tracing::debug_span!("quorumlock.extend", resources = ?lease.resources());
+        async {
+            let outcome = driver::drive(&self.shared.nodes, extend).await;
+            match &outcome {
+                Ok(lease) => tracing::debug!(report = %lease.report(), "lock extended"),
+                Err(error) => tracing::debug!(%error, "lock not extended"),
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Released {
+        let release = Release::for_lease(&self.shared.config, lease, clock::now());
+        let span = tracing::debug_span!("quorumlock.release", resources = ?lease.resources());
+        async {
+            let released = driver::drive(&self.shared.nodes, release).await;
+            tracing::debug!(report = %released.report, "lock released");
+            released
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,165 @@
+//! One Redis node: a lazily (re)connected multiplexed redis-rs connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
+
+use crate::proto::{Arg, Command, Reply};
+
+/// A node connects on first use and again after its connection breaks, so a node that is down
+/// when the client is built, or restarts later, costs failed votes rather than a failed client.
+pub(crate) struct Node {
+    client: Client,
+    connection_config: AsyncConnectionConfig,
+    current: Mutex<Option<Connected>>,
+    /// Serialises connection attempts: one task connects while the others wait for its result.
+    connect_gate: tokio::sync::Mutex<LastAttempt>,
+    /// Counts finished attempts, so a waiter can tell that one ran while it waited.
+    attempts: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Connected {
+    connection: MultiplexedConnection,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct LastAttempt {
+    failure: Option<Reply>,
+}
+
+impl Node {
+    pub(crate) fn new(client: Client, connection_config: AsyncConnectionConfig) -> Self {
+        Self {
+            client,
+            connection_config,
+            current: Mutex::new(None),
+            connect_gate: tokio::sync::Mutex::new(LastAttempt::default()),
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends one command and turns whatever happens into a [`Reply`]; never fails otherwise.
+    pub(crate) async fn send(&self, command: Command) -> Reply {
+        let mut connected = match self.connection().await {
+            Ok(connected) => connected,
+            Err(failure) => return failure,
+        };
+        let cmd = to_redis_cmd(&command);
+        match connected.connection.send_packed_command(&cmd).await {
+            Ok(value) => reply_from_value(value),
+            Err(error) => {
+                if breaks_connection(&error) {
+                    self.forget(connected.generation);
+                }
+                reply_from_error(&error)
+            }
+        }
+    }
+
+    fn cached(&self) -> Option<Connected> {
+        self.current.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    fn forget(&self, generation: u64) {
+        if let Ok(mut slot) = self.current.lock() {
+            if slot.as_ref().is_some_and(|c| c.generation == generation) {
+                *slot = None;
+            }
+        }
+    }
+
+    async fn connection(&self) -> Result<Connected, Reply> {
+        if let Some(connected) = self.cached() {
+            return Ok(connected);
+        }
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut last = self.connect_gate.lock().await;
+        if let Some(connected) = self.cached() {
+            return Ok(connected);
+        }
+        // Another task tried while we waited and failed: share its answer instead of piling
+        // another connection attempt onto a node that just refused one.
+        if self.attempts.load(Ordering::Acquire) != seen {
+            if let Some(failure) = &last.failure {
+                return Err(failure.clone());
+            }
+        }
+        let result = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.connection_config)
+            .await;
+        let generation = self.attempts.fetch_add(1, Ordering::AcqRel) + 1;
+        match result {
+            Ok(connection) => {
+                let connected = Connected {
+                    connection,
+                    generation,
+                };
+                if let Ok(mut slot) = self.current.lock() {
+                    *slot = Some(connected.clone());
+                }
+                last.failure = None;
+                Ok(connected)
+            }
+            Err(error) => {
+                let failure = reply_from_error(&error);
+                last.failure = Some(failure.clone());
+                Err(failure)
+            }
+        }
+    }
+}
+
+fn to_redis_cmd(command: &Command) -> Cmd {
+    let mut cmd = Cmd::new();
+    command.for_each_arg(|arg| {
+        match arg {
+            Arg::Str(s) => cmd.arg(s),
+            Arg::Int(n) => cmd.arg(n),
+        };
+    });
+    cmd
+}
+
+fn breaks_connection(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
+        || error.kind() == ErrorKind::Parse
+}
+
+fn reply_from_value(value: Value) -> Reply {
+    match value {
+        Value::Okay => Reply::Ok,
+        Value::SimpleString(s) if s == "OK" => Reply::Ok,
+        Value::Nil => Reply::Nil,
+        Value::Int(n) => Reply::Integer(n),
+        Value::ServerError(error) => Reply::Error(match error.details() {
+            Some(details) => format!("{} {details}", error.code()),
+            None => error.code().to_owned(),
+        }),
+        other => {
+            let mut shape = format!("{other:?}");
+            shape.truncate(120);
+            Reply::Unexpected(shape)
+        }
+    }
+}
+
+fn reply_from_error(error: &RedisError) -> Reply {
+    if let Some(code) = error.code() {
+        return Reply::Error(match error.detail() {
+            Some(detail) => format!("{code} {detail}"),
+            None => code.to_owned(),
+        });
+    }
+    match error.kind() {
+        ErrorKind::AuthenticationFailed => Reply::Error(format!("WRONGPASS {error}")),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => Reply::Unexpected(error.to_string()),
+        _ => Reply::Io(error.to_string()),
+    }
+}
