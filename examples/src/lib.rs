@@ -1,0 +1,2 @@
+#![forbid(unsafe_code)]
+//! Shared pieces of the runnable examples.

@@ -1,0 +1,2 @@
+#![warn(missing_docs)]
+//! The quorumlock core for JavaScript runtimes (work in progress).
