@@ -19,7 +19,8 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p quorumlock --no-default-features --all-targets -- -D warnings
+	$(CARGO) clippy -p quorumlock --no-default-features --lib -- -D warnings
+	$(CARGO) clippy -p quorumlock --features tls --lib -- -D warnings
 
 check:
 	$(CARGO) check -p quorumlock --no-default-features
