@@ -25,7 +25,11 @@ async fn hammer(nodes: usize) {
         let redlock = Redlock::builder(urls.clone())
             .ttl(Duration::from_secs(10))
             // Short pauses keep 32 contenders moving; the jitter keeps them out of lock-step.
-            .retry(Retry::new(0, Duration::from_millis(30), Duration::from_millis(20)))
+            .retry(Retry::new(
+                0,
+                Duration::from_millis(30),
+                Duration::from_millis(20),
+            ))
             .build()
             .unwrap();
         // The shared value lives on node 0 under a key that is not a lock key.
@@ -46,7 +50,10 @@ async fn hammer(nodes: usize) {
                     .await
                     .unwrap_or_else(|e| panic!("task {task} never got the lock: {e}"));
                 let others = inside.fetch_add(1, Ordering::SeqCst);
-                assert_eq!(others, 0, "task {task} entered while {others} others were inside");
+                assert_eq!(
+                    others, 0,
+                    "task {task} entered while {others} others were inside"
+                );
 
                 let value: Option<u64> = redis::cmd("GET")
                     .arg("hammer:value")
@@ -107,7 +114,11 @@ async fn overlapping_multi_resource_locks_exclude_each_other() {
     let urls = cluster.urls();
     bounded(async move {
         let redlock = Redlock::builder(urls.clone())
-            .retry(Retry::new(0, Duration::from_millis(20), Duration::from_millis(15)))
+            .retry(Retry::new(
+                0,
+                Duration::from_millis(20),
+                Duration::from_millis(15),
+            ))
             .build()
             .unwrap();
         let inside_b = Arc::new(AtomicUsize::new(0));
@@ -117,7 +128,11 @@ async fn overlapping_multi_resource_locks_exclude_each_other() {
             let redlock = redlock.clone();
             let inside_b = inside_b.clone();
             let entered = entered.clone();
-            let resources = if task % 2 == 0 { ["a", "b"] } else { ["b", "c"] };
+            let resources = if task % 2 == 0 {
+                ["a", "b"]
+            } else {
+                ["b", "c"]
+            };
             tasks.spawn(async move {
                 let lock = redlock
                     .lock_multi(resources)
@@ -184,7 +199,10 @@ async fn held_lock_is_stored_as_token_with_ttl_and_refuses_others() {
             format!("lock already taken, locked nodes: [{}]", listed.join(" "))
         );
         assert!(
-            !report.nodes().iter().any(|n| n.status == NodeStatus::Granted),
+            !report
+                .nodes()
+                .iter()
+                .any(|n| n.status == NodeStatus::Granted),
             "{report}"
         );
         // The loser's clean-up release must not have touched the holder's keys.
@@ -198,7 +216,10 @@ async fn held_lock_is_stored_as_token_with_ttl_and_refuses_others() {
             .unwrap_err();
         assert!(overlap.is_contended(), "{overlap}");
         for url in &urls {
-            assert!(!common::exists(url, "orders:41").await, "half a lock on {url}");
+            assert!(
+                !common::exists(url, "orders:41").await,
+                "half a lock on {url}"
+            );
         }
 
         let released = lock.release().await;
@@ -206,7 +227,10 @@ async fn held_lock_is_stored_as_token_with_ttl_and_refuses_others() {
         assert!(released.report.granted_count() >= 2, "{}", released.report);
         assert_no_keys(&urls).await;
 
-        let multi = redlock.lock_multi(["orders:41", "orders:42"]).await.unwrap();
+        let multi = redlock
+            .lock_multi(["orders:41", "orders:42"])
+            .await
+            .unwrap();
         for key in ["orders:41", "orders:42"] {
             assert_held_where_granted(&urls, multi.report(), key, multi.token().as_str()).await;
         }

@@ -44,20 +44,39 @@ impl Node {
 
     /// Sends one command and turns whatever happens into a [`Reply`]; never fails otherwise.
     pub(crate) async fn send(&self, command: Command) -> Reply {
-        let mut connected = match self.connection().await {
+        let cmd = to_redis_cmd(&command);
+        if let Some(cached) = self.cached() {
+            match self.send_on(cached, &cmd).await {
+                // A connection that died while idle (the server restarted, an idle timeout
+                // closed it) says nothing about the node now: try once more on a fresh one
+                // rather than cast a failed vote for a healthy node. The request's deadline
+                // bounds both tries. Repeating is safe: a lock command that did land the first
+                // time is refused the second time (an under-count), extend and release scripts
+                // give the same answer twice.
+                Err(error) if error.is_io_error() || error.is_connection_dropped() => {}
+                Err(error) => return reply_from_error(&error),
+                Ok(value) => return reply_from_value(value),
+            }
+        }
+        let connected = match self.connection().await {
             Ok(connected) => connected,
             Err(failure) => return failure,
         };
-        let cmd = to_redis_cmd(&command);
-        match connected.connection.send_packed_command(&cmd).await {
+        match self.send_on(connected, &cmd).await {
             Ok(value) => reply_from_value(value),
-            Err(error) => {
-                if breaks_connection(&error) {
-                    self.forget(connected.generation);
-                }
-                reply_from_error(&error)
+            Err(error) => reply_from_error(&error),
+        }
+    }
+
+    /// Sends on `connected`, dropping it from the cache if the error broke it.
+    async fn send_on(&self, mut connected: Connected, cmd: &Cmd) -> Result<Value, RedisError> {
+        let result = connected.connection.send_packed_command(cmd).await;
+        if let Err(error) = &result {
+            if breaks_connection(error) {
+                self.forget(connected.generation);
             }
         }
+        result
     }
 
     fn cached(&self) -> Option<Connected> {

@@ -29,7 +29,11 @@ pub async fn bounded<F: Future>(body: F) -> F::Output {
 /// Short pauses between attempts: contention tests would otherwise spend most of their time
 /// waiting out the default 200 ms delay.
 pub fn quick_retry(retries: u32) -> Retry {
-    Retry::new(retries, Duration::from_millis(20), Duration::from_millis(10))
+    Retry::new(
+        retries,
+        Duration::from_millis(20),
+        Duration::from_millis(10),
+    )
 }
 
 /// A connection that bypasses the client under test. Bounded by redis-rs's own connect and

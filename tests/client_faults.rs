@@ -1,0 +1,372 @@
+//! Node failures against real redis-server processes: killed, paused (SIGSTOP), down at start-up
+//! and restarted nodes.
+
+// These tests bound how long an operation may take with a stalled node, which needs the clock.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    assert_held_where_granted, assert_no_keys, bounded, failed_with, quick_retry, status,
+};
+use quorumlock::proto::{NodeErrorKind, NodeStatus, Report};
+use quorumlock::testing::RedisCluster;
+use quorumlock::{Error, Redlock};
+
+/// Far above the 200 ms request deadline a 10 s TTL gets, far below the TTL itself: an operation
+/// that waited on a stalled node for anything like the TTL (or redis-rs's own timeouts, chained)
+/// fails this.
+const STALL_BOUND: Duration = Duration::from_secs(2);
+
+/// How a dead node may look in a report of a round that was decided by the others: it failed,
+/// or the quorum answered before its refusal came back.
+fn dead_in_decided_round(report: &Report, node: usize) -> bool {
+    let status = status(report, node);
+    failed_with(status, NodeErrorKind::Io) || *status == NodeStatus::NoAnswer
+}
+
+fn live_urls(urls: &[String], dead: &[usize]) -> Vec<String> {
+    urls.iter()
+        .enumerate()
+        .filter(|(i, _)| !dead.contains(i))
+        .map(|(_, url)| url.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_of_three_killed_still_locks_and_a_majority_killed_is_no_quorum() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .retry(quick_retry(2))
+            .build()
+            .unwrap();
+        // Connect to every node first, so the kill breaks an established connection.
+        redlock.lock("warm-up").await.unwrap().release().await;
+
+        cluster.kill(1).unwrap();
+        let lock = redlock.lock("one-down").await.unwrap();
+        let report = lock.report();
+        assert_eq!(
+            report.granted(),
+            [0, 2].map(quorumlock::proto::NodeId::new),
+            "{report}"
+        );
+        assert!(dead_in_decided_round(report, 1), "{report}");
+        assert_held_where_granted(&urls, report, "one-down", lock.token().as_str()).await;
+        // Release waits for every node, so the dead one's failure is always in its report.
+        let released = lock.release().await;
+        assert!(
+            failed_with(status(&released.report, 1), NodeErrorKind::Io),
+            "{}",
+            released.report
+        );
+        assert_eq!(released.report.granted_count(), 2, "{}", released.report);
+        assert!(!released.is_clean());
+
+        cluster.kill(2).unwrap();
+        let error = redlock.lock("two-down").await.unwrap_err();
+        assert!(error.is_no_quorum(), "{error}");
+        assert!(!error.is_contended());
+        assert!(matches!(error, Error::Acquire(_)), "{error:?}");
+        let report = error.report().expect("no-quorum errors carry the report");
+        assert_eq!(report.nodes().len(), 3);
+        for node in [1, 2] {
+            assert!(
+                failed_with(status(report, node), NodeErrorKind::Io),
+                "{report}"
+            );
+        }
+        assert!(report.granted_count() <= 1, "{report}");
+        // The failed attempts released what they had set on the live node.
+        assert_no_keys(&live_urls(&urls, &[1, 2])).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_of_five_killed_still_lock_and_three_killed_is_no_quorum() {
+    let cluster = RedisCluster::start(5).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        // Killed before the client ever connected to them.
+        cluster.kill(1).unwrap();
+        cluster.kill(3).unwrap();
+        let redlock = Redlock::builder(urls.clone())
+            .retry(quick_retry(2))
+            .build()
+            .unwrap();
+
+        let lock = redlock.lock_multi(["five:a", "five:b"]).await.unwrap();
+        let report = lock.report();
+        assert_eq!(report.granted_count(), 3, "{report}");
+        for node in [1, 3] {
+            assert!(dead_in_decided_round(report, node), "{report}");
+        }
+        for key in ["five:a", "five:b"] {
+            assert_held_where_granted(&urls, report, key, lock.token().as_str()).await;
+        }
+        let released = lock.release().await;
+        for node in [1, 3] {
+            assert!(
+                failed_with(status(&released.report, node), NodeErrorKind::Io),
+                "{}",
+                released.report
+            );
+        }
+        assert_no_keys(&live_urls(&urls, &[1, 3])).await;
+
+        cluster.kill(4).unwrap();
+        let error = redlock.lock_multi(["five:a", "five:b"]).await.unwrap_err();
+        assert!(error.is_no_quorum(), "{error}");
+        let report = error.report().expect("no-quorum errors carry the report");
+        assert_eq!(report.nodes().len(), 5);
+        for node in [1, 3, 4] {
+            assert!(
+                failed_with(status(report, node), NodeErrorKind::Io),
+                "{report}"
+            );
+        }
+        assert!(report.granted_count() <= 2, "{report}");
+        assert_no_keys(&live_urls(&urls, &[1, 3, 4])).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_paused_node_costs_the_request_deadline_not_the_ttl() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(10))
+            .retry(quick_retry(2))
+            .build()
+            .unwrap();
+        let deadline = redlock.config().request_timeout();
+        assert!(deadline < STALL_BOUND / 4, "request deadline {deadline:?}");
+        redlock.lock("warm-up").await.unwrap().release().await;
+
+        cluster.pause(2).unwrap();
+        let started = Instant::now();
+        let lock = redlock.lock("paused").await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < STALL_BOUND,
+            "acquire with a paused node took {took:?}"
+        );
+        let report = lock.report();
+        assert_eq!(report.granted_count(), 2, "{report}");
+        assert!(
+            matches!(
+                status(report, 2),
+                NodeStatus::NoAnswer | NodeStatus::TimedOut
+            ),
+            "{report}"
+        );
+        assert!(
+            lock.remaining() > Duration::from_secs(9),
+            "{:?}",
+            lock.remaining()
+        );
+
+        // Release waits for every node, so here the paused one costs exactly its deadline.
+        let started = Instant::now();
+        let released = lock.release().await;
+        let took = started.elapsed();
+        assert!(
+            took < STALL_BOUND,
+            "release with a paused node took {took:?}"
+        );
+        assert!(
+            took >= deadline,
+            "release did not wait for the paused node ({took:?})"
+        );
+        assert_eq!(
+            status(&released.report, 2),
+            &NodeStatus::TimedOut,
+            "{}",
+            released.report
+        );
+        let latency = released.report.nodes()[2]
+            .latency
+            .expect("timed-out nodes have a latency");
+        assert!(latency >= deadline && latency < STALL_BOUND, "{latency:?}");
+
+        // Once resumed, the node votes again: with node 0 down it is needed for the quorum.
+        cluster.resume(2).unwrap();
+        cluster.kill(0).unwrap();
+        let lock = redlock.lock("resumed").await.unwrap();
+        assert_eq!(
+            status(lock.report(), 2),
+            &NodeStatus::Granted,
+            "{}",
+            lock.report()
+        );
+        assert_held_where_granted(&urls, lock.report(), "resumed", lock.token().as_str()).await;
+        lock.release().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_paused_of_three_fail_within_a_bounded_time() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        // Never connected before the pause: the stalled part is the connection handshake.
+        cluster.pause(0).unwrap();
+        cluster.pause(1).unwrap();
+        let started = Instant::now();
+        let error = redlock.try_lock("stalled").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            took < STALL_BOUND,
+            "no-quorum with paused nodes took {took:?}"
+        );
+        assert!(error.is_no_quorum(), "{error}");
+        let report = error.report().expect("no-quorum errors carry the report");
+        for node in [0, 1] {
+            assert!(
+                matches!(status(report, node), NodeStatus::TimedOut),
+                "{report}"
+            );
+        }
+        assert_no_keys(&urls[2..]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_paused_and_one_killed_fail_within_a_bounded_time() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(10))
+            .retry(quick_retry(1))
+            .build()
+            .unwrap();
+        redlock.lock("warm-up").await.unwrap().release().await;
+        cluster.pause(0).unwrap();
+        cluster.kill(1).unwrap();
+        let started = Instant::now();
+        let error = redlock.lock("stalled").await.unwrap_err();
+        let took = started.elapsed();
+        // Two attempts, each with an acquire round and a clean-up release round.
+        assert!(took < 2 * STALL_BOUND, "no-quorum took {took:?}");
+        assert!(error.is_no_quorum(), "{error}");
+        let report = error.report().expect("no-quorum errors carry the report");
+        assert_eq!(status(report, 0), &NodeStatus::TimedOut, "{report}");
+        assert!(
+            failed_with(status(report, 1), NodeErrorKind::Io),
+            "{report}"
+        );
+        assert_no_keys(&urls[2..]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_down_at_construction_becomes_usable_once_started() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        cluster.kill(2).unwrap();
+        // Construction does not connect, so a dead node cannot fail it.
+        let redlock = Redlock::builder(urls.clone()).build().unwrap();
+        let lock = redlock.try_lock("early").await.unwrap();
+        assert!(dead_in_decided_round(lock.report(), 2), "{}", lock.report());
+        lock.release().await;
+
+        cluster.restart(2).unwrap();
+        cluster.kill(1).unwrap();
+        // Node 2 is now needed for the quorum, on the first attempt.
+        let lock = redlock.try_lock("late").await.unwrap();
+        assert_eq!(
+            status(lock.report(), 2),
+            &NodeStatus::Granted,
+            "{}",
+            lock.report()
+        );
+        assert_held_where_granted(&urls, lock.report(), "late", lock.token().as_str()).await;
+        let released = lock.release().await;
+        assert_eq!(
+            status(&released.report, 2),
+            &NodeStatus::Granted,
+            "{}",
+            released.report
+        );
+        assert_no_keys(&live_urls(&urls, &[1])).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_node_reconnects() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::new(urls.clone()).unwrap();
+        redlock.lock("warm-up").await.unwrap().release().await;
+
+        cluster.restart(0).unwrap();
+        cluster.kill(1).unwrap();
+        // The connection to node 0 died with the old process, and node 0 is needed for the
+        // quorum: a single attempt must reconnect rather than count the node as failed.
+        let lock = redlock.try_lock("after-restart").await.unwrap();
+        assert_eq!(
+            status(lock.report(), 0),
+            &NodeStatus::Granted,
+            "{}",
+            lock.report()
+        );
+        assert_held_where_granted(&urls, lock.report(), "after-restart", lock.token().as_str())
+            .await;
+        lock.release().await;
+        assert_no_keys(&live_urls(&urls, &[1])).await;
+    })
+    .await;
+}
+
+/// A restart empties a node. The extension must not write the lost key back there: only the
+/// nodes that still hold our token are extended.
+#[tokio::test]
+async fn a_restart_that_loses_the_key_is_survived_without_recreating_it() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(5))
+            .retry(quick_retry(3))
+            .build()
+            .unwrap();
+        let mut lock = redlock.lock("survivor").await.unwrap();
+        let token = lock.token().as_str().to_owned();
+        cluster.restart(0).unwrap();
+        assert!(!common::exists(&urls[0], "survivor").await);
+
+        lock.extend(Duration::from_secs(10)).await.unwrap();
+        let report = lock.report();
+        assert_eq!(status(report, 0), &NodeStatus::Refused, "{report}");
+        assert!(
+            !common::exists(&urls[0], "survivor").await,
+            "extend re-created the key"
+        );
+        assert_held_where_granted(&urls, report, "survivor", &token).await;
+        for node in report.granted() {
+            let left = common::pttl(&urls[node.index()], "survivor").await;
+            assert!(left > 5_000, "PTTL {left} on node {node} was not pushed");
+        }
+        lock.release().await;
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
