@@ -109,7 +109,9 @@ pub mod proto;
 #[cfg(feature = "tokio")]
 mod client;
 #[cfg(feature = "tokio")]
-pub use client::{BuildError, Error, Lock, LockContext, LockRequest, Redlock, RedlockBuilder};
+pub use client::{
+    BuildError, Error, KeptLock, Lock, LockContext, LockRequest, LockStatus, Redlock, RedlockBuilder,
+};
 
 #[cfg(feature = "test-util")]
 pub mod testing;

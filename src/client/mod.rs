@@ -3,6 +3,7 @@
 mod clock;
 mod driver;
 mod error;
+mod keep_alive;
 mod lock;
 mod node;
 mod request;
@@ -19,6 +20,7 @@ use crate::proto::{
 };
 
 pub use error::{BuildError, Error};
+pub use keep_alive::{KeptLock, LockStatus};
 pub use lock::Lock;
 pub use request::LockRequest;
 pub use with_lock::LockContext;
