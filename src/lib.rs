@@ -110,7 +110,8 @@ pub mod proto;
 mod client;
 #[cfg(feature = "tokio")]
 pub use client::{
-    BuildError, Error, KeptLock, Lock, LockContext, LockRequest, LockStatus, Redlock, RedlockBuilder,
+    BuildError, Error, KeptLock, Lock, LockContext, LockRequest, LockStatus, Redlock,
+    RedlockBuilder,
 };
 
 #[cfg(feature = "test-util")]
