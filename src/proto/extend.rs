@@ -1,7 +1,9 @@
 //! Extending a held lock: a quorum must confirm within the current validity.
 
+use std::time::Duration;
+
 use super::command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
-use super::config::Config;
+use super::config::{Config, DRIFT_FLOOR};
 use super::error::ExtendError;
 use super::lease::Lease;
 use super::operation::Operation;
@@ -25,8 +27,15 @@ fn classify_extend(reply: &Reply) -> Vote {
 /// re-creates a vanished key, which would silently re-acquire a lock that was lost. The
 /// extension counts only if a quorum confirms it before the current validity ends. When nodes
 /// fail (rather than refuse), the round is retried while the validity leaves room.
+///
+/// An extension never asks for a TTL that would end before the lease's current validity: the
+/// nodes it reaches would forget the keys early even if the round then failed, while the caller
+/// still relied on the old lease.
 #[derive(Debug)]
 pub struct Extend {
+    /// The caller's settings; each round derives its own TTL from them.
+    requested: Config,
+    /// The settings of the current round, with the TTL it sends.
     config: Config,
     lease: Lease,
     command: Command,
@@ -49,6 +58,7 @@ impl Extend {
     /// [`Operation::poll_outcome`] straight away.
     pub fn new(config: &Config, lease: &Lease, seed: u64, now: Instant) -> Self {
         let mut extend = Self {
+            requested: config.clone(),
             config: config.clone(),
             lease: lease.clone(),
             command: Command::new(
@@ -62,30 +72,13 @@ impl Extend {
             state: State::Done,
             outcome: None,
         };
-        match extend.effective_config(now) {
-            Err(error) => extend.outcome = Some(Err(error)),
-            Ok(_) if !lease.is_valid_at(now) => {
-                extend.outcome = Some(Err(ExtendError::Expired {
-                    report: lease.report.clone(),
-                }))
-            }
-            Ok(config) => {
-                extend.command = Command::new(
-                    CommandKind::EvalSha(&script::EXTEND),
-                    lease.resources.clone(),
-                    lease.token.clone(),
-                    Some(config.ttl().as_millis() as u64),
-                );
-                extend.config = config;
-                extend.start_round(now);
-            }
-        }
+        extend.start_round(now);
         extend
     }
 
-    /// The config with the TTL this extension may ask for, or why there is none.
-    fn effective_config(&self, now: Instant) -> Result<Config, ExtendError> {
-        let settings = self.config.settings();
+    /// The config with the TTL a round starting at `now` may ask for, or why there is none.
+    fn round_config(&self, now: Instant) -> Result<Config, ExtendError> {
+        let settings = self.requested.settings();
         let held = now.saturating_duration_since(self.lease.acquired_at);
         let limit = ExtendError::LimitReached {
             extensions: self.lease.extensions,
@@ -97,18 +90,52 @@ impl Extend {
         {
             return Err(limit);
         }
-        match settings.max_hold {
-            Some(max_hold) => {
-                let left = max_hold.saturating_sub(held);
-                self.config
-                    .with_ttl(self.config.ttl().min(left))
-                    .map_err(|_| limit)
-            }
-            None => Ok(self.config.clone()),
+        // Computed per round, so a retried round still ends the hold at `max_hold`.
+        let left = settings
+            .max_hold
+            .map(|max_hold| max_hold.saturating_sub(held));
+        let capped = left.is_some_and(|left| left < self.requested.ttl());
+        let mut ttl = left.map_or(self.requested.ttl(), |left| left.min(self.requested.ttl()));
+        if capped && self.requested.with_ttl(ttl).is_err() {
+            return Err(limit);
         }
+        if !self.lease.is_valid_at(now) {
+            return Err(ExtendError::Expired {
+                report: self.lease.report.clone(),
+            });
+        }
+        let covering = self.covering_ttl(now);
+        if ttl < covering {
+            if capped {
+                // The hold limit leaves nothing beyond the validity already granted.
+                return Err(limit);
+            }
+            ttl = covering;
+        }
+        self.requested.with_ttl(ttl).map_err(|_| limit)
+    }
+
+    /// The shortest TTL whose validity, were the round decided at once, would not end before
+    /// the lease's current validity.
+    fn covering_ttl(&self, now: Instant) -> Duration {
+        let remaining = self.lease.remaining(now) + DRIFT_FLOOR;
+        let factor = self.requested.settings().drift_factor;
+        let millis = (remaining.as_secs_f64() * 1000.0 / (1.0 - factor)).ceil();
+        Duration::from_millis(millis as u64)
     }
 
     fn start_round(&mut self, now: Instant) {
+        let config = match self.round_config(now) {
+            Ok(config) => config,
+            Err(error) => return self.finish(Err(error)),
+        };
+        self.command = Command::new(
+            CommandKind::EvalSha(&script::EXTEND),
+            self.lease.resources.clone(),
+            self.lease.token.clone(),
+            Some(config.ttl().as_millis() as u64),
+        );
+        self.config = config;
         self.state = State::Extending(Round::new(
             self.command.clone(),
             classify_extend,
