@@ -1,0 +1,149 @@
+// Executor speaking RESP over a raw byte stream, for runtimes that give sockets but no Redis
+// client: Cloudflare Workers (`connect()` from `cloudflare:sockets`), Deno (`Deno.connect`),
+// or Node (`Duplex.toWeb(net.connect(…))`).
+
+import { ProtocolError, ReplyError, ReplyParser, encodeCommand } from '../resp-codec.js';
+
+const DEFAULT_TIMEOUT = 5000;
+const DEFAULT_MAX_PENDING = 1000;
+
+class ConnectionError extends Error {}
+Object.defineProperty(ConnectionError.prototype, 'name', { value: 'ConnectionError' });
+
+function closeQuietly(socket) {
+  try {
+    const closing = socket?.close?.();
+    if (closing && typeof closing.catch === 'function') closing.catch(() => {});
+  } catch {
+    // Already closed.
+  }
+}
+
+/** One open connection; it fails as a whole (every pending command rejects) on any error. */
+class Connection {
+  #socket;
+  #writer;
+  #pending = [];
+  #timeout;
+  #onFail;
+  failed = false;
+
+  constructor(socket, timeout, onFail) {
+    this.#socket = socket;
+    this.#timeout = timeout;
+    this.#onFail = onFail;
+    this.#writer = socket.writable.getWriter();
+    this.#read(socket.readable.getReader());
+  }
+
+  get pending() {
+    return this.#pending.length;
+  }
+
+  send(args) {
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, timer: null };
+      entry.timer = setTimeout(() => {
+        this.fail(new ConnectionError(`no reply within ${this.#timeout} ms`));
+      }, this.#timeout);
+      this.#pending.push(entry);
+      this.#writer.write(encodeCommand(args)).catch((error) => this.fail(error));
+    });
+  }
+
+  fail(error) {
+    if (this.failed) return;
+    this.failed = true;
+    this.#onFail(this);
+    const reason = error instanceof Error ? error : new ConnectionError(String(error));
+    for (const entry of this.#pending.splice(0)) {
+      clearTimeout(entry.timer);
+      entry.reject(reason);
+    }
+    this.#writer.abort?.(reason)?.catch?.(() => {});
+    closeQuietly(this.#socket);
+  }
+
+  async #read(reader) {
+    const parser = new ReplyParser();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const reply of parser.push(value)) {
+          const entry = this.#pending.shift();
+          if (!entry) throw new ProtocolError('reply without a request');
+          clearTimeout(entry.timer);
+          if (reply instanceof ReplyError) entry.reject(reply);
+          else entry.resolve(reply);
+        }
+      }
+      this.fail(new ConnectionError('connection closed by the server'));
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      reader.releaseLock?.();
+    }
+  }
+}
+
+/**
+ * `respExecutor({ connect, username, password, db, timeout, maxPending })`: one executor for
+ * one Redis node. `connect()` returns (or resolves to) an object with a `readable` and a
+ * `writable` byte stream and optionally `close()`. The connection opens on first use and again
+ * after any failure; commands are pipelined; a node that stops answering for `timeout` ms (default
+ * 5000) has its connection closed, so nothing waits forever.
+ */
+export function respExecutor({
+  connect,
+  username,
+  password,
+  db,
+  timeout = DEFAULT_TIMEOUT,
+  maxPending = DEFAULT_MAX_PENDING,
+} = {}) {
+  if (typeof connect !== 'function') throw new TypeError('respExecutor needs a connect function');
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new RangeError('timeout must be a positive number');
+  let current = null;
+
+  const open = async () => {
+    const socket = await connect();
+    if (!socket?.readable || !socket?.writable) {
+      closeQuietly(socket);
+      throw new TypeError('connect() must give an object with readable and writable streams');
+    }
+    const connection = new Connection(socket, timeout, (failed) => {
+      if (current?.connection === failed) current = null;
+    });
+    // Sent ahead of the first command on the same pipeline; their failure fails it too.
+    const setup = [];
+    if (password !== undefined) {
+      setup.push(connection.send(username === undefined ? ['AUTH', password] : ['AUTH', username, password]));
+    }
+    if (db !== undefined) setup.push(connection.send(['SELECT', String(db)]));
+    await Promise.all(setup).catch((error) => {
+      connection.fail(error);
+      throw error;
+    });
+    return connection;
+  };
+
+  return async (args) => {
+    if (!current) {
+      const opening = open();
+      current = { opening, connection: null };
+      opening.then(
+        (connection) => {
+          if (current?.opening === opening) current.connection = connection;
+        },
+        () => {
+          if (current?.opening === opening) current = null;
+        },
+      );
+    }
+    const connection = current.connection ?? (await current.opening);
+    if (connection.failed) throw new ConnectionError('connection failed');
+    if (connection.pending >= maxPending) throw new ConnectionError('too many commands in flight');
+    return connection.send(args);
+  };
+}

@@ -1,0 +1,99 @@
+// A held lock as JavaScript sees it: plain data plus extend and release.
+
+import { LockReleasedError, toError, toReport } from './errors.js';
+import { checkTtl } from './options.js';
+
+/** The core's handle; only this module and `redlock.js` touch it. */
+export const HANDLE = Symbol('quorumlock.handle');
+
+export class Lock {
+  #held;
+  #released = null;
+  #extending = null;
+  #expiresAt;
+
+  /** @internal Locks are made by `Redlock#acquire`. */
+  constructor(held) {
+    this.#held = held;
+    /** The locked keys. */
+    this.resources = Object.freeze(held.resources());
+    /** The random token stored under every key. */
+    this.value = held.value();
+    this.#expiresAt = Date.now() + held.remainingMs();
+  }
+
+  /** Wall-clock time (ms since the epoch) after which the lock must not be relied on. For
+   * decisions prefer `remaining()`, which reads the monotonic clock. */
+  get expiresAt() {
+    return this.#expiresAt;
+  }
+
+  /** Validity (ms) granted by the last acquire or extend round: `ttl − elapsed − drift`. */
+  get validity() {
+    return this.#held.validityMs();
+  }
+
+  /** How many times the lock was extended. */
+  get extensions() {
+    return this.#held.extensions();
+  }
+
+  /** Per node: `{ node, status, error, latency }` of the last acquire or extend round. */
+  get report() {
+    return toReport(this.#held.report());
+  }
+
+  /** Validity left now, in milliseconds (0 once expired or released). */
+  remaining() {
+    return this.#released ? 0 : this.#held.remainingMs();
+  }
+
+  /** Whether the lock can still be relied on now. */
+  isValid() {
+    return this.remaining() > 0;
+  }
+
+  /** Milliseconds until an automatic extension should start. */
+  [HANDLE]() {
+    return this.#held.renewInMs();
+  }
+
+  /**
+   * Sets the keys' TTL to `ttl` ms from now, if a quorum still holds them for us. Rejects with
+   * a `LockLostError` (the keys are gone or expired), a `QuorumError` or an
+   * `ExtensionLimitError`; the lock keeps its previous validity then.
+   */
+  async extend(ttl) {
+    checkTtl(ttl);
+    if (this.#released) throw new LockReleasedError('the lock was already released', { code: 'LOCK_RELEASED' });
+    const extending = this.#held.extend(ttl);
+    this.#extending = extending.catch(() => {});
+    try {
+      await extending;
+    } catch (failure) {
+      throw toError(failure);
+    }
+    this.#expiresAt = Date.now() + this.#held.remainingMs();
+    return this;
+  }
+
+  /**
+   * Deletes the keys on every node that still holds them for us. Never rejects and never
+   * hangs; resolves with `{ clean, report }`, where `clean` says every node answered.
+   * Calling it again returns the first result.
+   */
+  release() {
+    this.#released ??= (async () => {
+      // An extension still in flight could set the TTL again after the delete: let it finish.
+      await this.#extending;
+      const [clean = false, report = null] = await this.#held.release();
+      return { clean, report: toReport(report) };
+    })();
+    return this.#released;
+  }
+
+  /** `await using lock = await redlock.acquire(…)` releases at the end of the block. */
+  async [Symbol.asyncDispose ?? Symbol.for('Symbol.asyncDispose')]() {
+    await this.release();
+  }
+}
