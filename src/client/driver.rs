@@ -5,17 +5,18 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
 
-use crate::proto::{NodeId, Operation, Reply, RequestId};
+use crate::proto::{Instant, NodeId, Operation, Reply, RequestId};
 
 use super::clock;
 use super::node::Node;
 
-type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 
-struct InFlight<'a> {
+struct InFlight {
     node: NodeId,
     request: RequestId,
-    reply: ReplyFuture<'a>,
+    deadline: Instant,
+    reply: ReplyFuture,
 }
 
 enum Event {
@@ -25,10 +26,11 @@ enum Event {
 
 /// Runs `op` to its outcome against `nodes`.
 ///
-/// Requests whose reply the core no longer needs (timed out, or the round was decided without
-/// them) are dropped at once, so a stalled node never accumulates work here.
+/// Requests the core timed out are dropped at once, so a stalled node never accumulates work
+/// here. Requests the core stopped waiting for because the round was decided without them are
+/// left to finish in the background until their own deadline (see [`detach`]).
 pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output {
-    let mut in_flight: Vec<InFlight<'_>> = Vec::with_capacity(nodes.len());
+    let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         while let Some(transmit) = op.poll_transmit() {
@@ -45,13 +47,19 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output 
             in_flight.push(InFlight {
                 node: transmit.node,
                 request: transmit.request,
+                deadline: transmit.deadline,
                 reply: Box::pin(node.send(transmit.command)),
             });
         }
         if let Some(outcome) = op.poll_outcome() {
+            detach(in_flight);
             return outcome;
         }
-        in_flight.retain(|f| op.is_awaiting(f.node, f.request));
+        let (awaited, unneeded): (Vec<_>, Vec<_>) = in_flight
+            .into_iter()
+            .partition(|f| op.is_awaiting(f.node, f.request));
+        in_flight = awaited;
+        detach(unneeded);
 
         // Check the clock before arming the timer: a deadline that already passed is handled
         // now rather than after a trip through the timer wheel.
@@ -89,6 +97,28 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output 
                 op.handle_reply(done.node, done.request, reply, clock::now());
             }
             Event::Timer => op.handle_timeout(clock::now()),
+        }
+    }
+}
+
+/// Lets requests whose reply no longer matters run on until their deadline instead of cancelling
+/// them. A round is decided by the first quorum to answer; a slower node (often one that is
+/// still connecting) would otherwise never receive its SET or PEXPIRE, leaving the lock on a
+/// bare quorum that the loss of any one more node breaks. redis-rs does not even write a
+/// request whose caller has gone, and a cancelled connection attempt starts over next time, so
+/// a restarted node would stay out of every round that does not need its vote.
+///
+/// A late SET that lands after a failed attempt's clean-up release is the same risk as one that
+/// was already on the wire; the key expires with its TTL.
+fn detach(requests: Vec<InFlight>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let now = clock::now();
+    for request in requests {
+        if request.deadline > now {
+            let deadline = tokio::time::Instant::from_std(request.deadline);
+            runtime.spawn(tokio::time::timeout_at(deadline, request.reply));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! One Redis node: a lazily (re)connected multiplexed redis-rs connection.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
@@ -10,7 +11,26 @@ use crate::proto::{Arg, Command, Reply};
 
 /// A node connects on first use and again after its connection breaks, so a node that is down
 /// when the client is built, or restarts later, costs failed votes rather than a failed client.
-pub(crate) struct Node {
+///
+/// Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub(crate) struct Node(Arc<NodeState>);
+
+impl Node {
+    pub(crate) fn new(client: Client, connection_config: AsyncConnectionConfig) -> Self {
+        Self(Arc::new(NodeState::new(client, connection_config)))
+    }
+
+    /// Sends one command and turns whatever happens into a [`Reply`]; never fails otherwise.
+    /// The future holds its own handle on the node, so the driver can let it finish in the
+    /// background after the round no longer needs its reply.
+    pub(crate) fn send(&self, command: Command) -> impl Future<Output = Reply> + Send + 'static {
+        let state = Arc::clone(&self.0);
+        async move { state.send(command).await }
+    }
+}
+
+struct NodeState {
     client: Client,
     connection_config: AsyncConnectionConfig,
     current: Mutex<Option<Connected>>,
@@ -31,8 +51,8 @@ struct LastAttempt {
     failure: Option<Reply>,
 }
 
-impl Node {
-    pub(crate) fn new(client: Client, connection_config: AsyncConnectionConfig) -> Self {
+impl NodeState {
+    fn new(client: Client, connection_config: AsyncConnectionConfig) -> Self {
         Self {
             client,
             connection_config,
@@ -42,8 +62,7 @@ impl Node {
         }
     }
 
-    /// Sends one command and turns whatever happens into a [`Reply`]; never fails otherwise.
-    pub(crate) async fn send(&self, command: Command) -> Reply {
+    async fn send(&self, command: Command) -> Reply {
         let cmd = to_redis_cmd(&command);
         if let Some(cached) = self.cached() {
             match self.send_on(cached, &cmd).await {

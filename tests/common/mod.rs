@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 use quorumlock::proto::{NodeErrorKind, NodeStatus, Report};
-use quorumlock::Retry;
+use quorumlock::{Redlock, Retry, Token};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, FromRedisValue};
 
@@ -52,6 +52,21 @@ pub async fn query<T: FromRedisValue>(url: &str, cmd: &Cmd) -> T {
     cmd.query_async(&mut connection)
         .await
         .unwrap_or_else(|e| panic!("inspection command on {url}: {e}"))
+}
+
+/// Returns once every node has processed what `redlock` sent it so far, including requests
+/// still finishing after their round was decided without them. A release round waits for every
+/// node, and each node's requests travel one connection in order, so a release of a key nobody
+/// holds, answered by all nodes, comes after them. Every node must be up.
+pub async fn barrier(redlock: &Redlock) {
+    let token = Token::new("barrier-token").unwrap();
+    let released = redlock.release_token(&["barrier".to_owned()], &token).await;
+    let report = &released.report;
+    assert_eq!(
+        report.refused_count(),
+        report.nodes().len(),
+        "barrier: {report}"
+    );
 }
 
 /// Every key on the node.
