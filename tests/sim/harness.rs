@@ -122,6 +122,12 @@ where
         self
     }
 
+    /// Moves the clock forwards by `step`.
+    pub fn after(&mut self, step: Duration) -> &mut Self {
+        self.now += step;
+        self
+    }
+
     /// Every request sent so far, in order.
     pub fn sent(&self) -> &[Sent] {
         &self.sent

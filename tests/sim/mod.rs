@@ -10,7 +10,9 @@ pub mod world;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use quorumlock::proto::{Instant, Reply};
+use quorumlock::proto::{
+    Config, Instant, Operation, Release, Reply, RequestId, Retry, Settings, Token,
+};
 
 /// The only real clock read of the sans-IO tests. Everything else is an offset from it, so every
 /// run sees the same simulated times.
@@ -22,6 +24,37 @@ pub fn base_instant() -> Instant {
 /// Milliseconds as a `Duration`, which keeps scenario tables short.
 pub const fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
+}
+
+/// The default settings with another TTL and retry policy.
+pub fn settings(ttl: Duration, retry: Retry) -> Settings {
+    let mut settings = Settings::default();
+    settings.ttl = ttl;
+    settings.retry = retry;
+    settings
+}
+
+/// `nodes` nodes, a 10 s TTL (so 102 ms drift and a 200 ms request timeout) and `retry`.
+pub fn config(nodes: usize, retry: Retry) -> Config {
+    Config::new(nodes, settings(ms(10_000), retry)).expect("valid settings")
+}
+
+/// A short readable token, so transcripts and assertions stay legible.
+pub fn token(name: &str) -> Token {
+    Token::new(name).expect("printable token")
+}
+
+/// Request ids `#1..=#count`. Ids cannot be made from outside the core, so they are taken from a
+/// release on `count` nodes; a test uses the high ones as ids its operation never issued.
+pub fn request_ids(count: usize) -> Vec<RequestId> {
+    let config = Config::new(count, Settings::default()).expect("valid settings");
+    let mut donor = Release::new(
+        &config,
+        &["donor".to_owned()],
+        &token("donor"),
+        base_instant(),
+    );
+    std::iter::from_fn(|| donor.poll_transmit().map(|t| t.request)).collect()
 }
 
 /// SplitMix64: tiny, seedable, and stable across dependency upgrades, so a printed seed replays
