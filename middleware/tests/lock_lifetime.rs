@@ -1,0 +1,357 @@
+//! How long the layer holds a request's lock, checked in Redis itself: past the handler, until
+//! the body is consumed, failed or dropped; not at all for bodies that will never be sent; and
+//! extended while a body streams past the TTL.
+
+mod common;
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{bounded, channel_body, get, probe, respond_once, soon, Nodes};
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use quorumlock_tower::{key, HeldLock, LockLayer};
+use tower::{Layer, ServiceExt};
+
+fn layer(nodes: &Nodes) -> LockLayer<key::QueryParam> {
+    LockLayer::new(nodes.redlock.clone(), key::query("resource_id")).namespace("test:")
+}
+
+/// Waits until the lock's release round is over, so Redis can be checked without racing it.
+async fn released(held: &HeldLock) {
+    soon("the release", held.status().released())
+        .await
+        .expect("the keep-alive task was cancelled");
+}
+
+#[tokio::test]
+async fn lock_outlives_the_handler_until_the_body_is_consumed() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (sender, body) = channel_body();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let service = layer(&nodes).layer(service);
+
+        let response = service.oneshot(get("/?resource_id=report")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let held = probe.next_lock().await.expect("the handler saw no lock");
+        assert_eq!(held.key(), "test:report");
+
+        // The handler has returned and the response future resolved: the lock must still be
+        // in Redis, under the token the handler saw.
+        nodes
+            .assert_held("test:report", held.token().as_str())
+            .await;
+        assert!(held.is_valid());
+
+        sender.send(Ok(Bytes::from_static(b"part 1, "))).unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "part 1, ");
+        nodes
+            .assert_held("test:report", held.token().as_str())
+            .await;
+        assert!(body.holds_lock());
+
+        sender.send(Ok(Bytes::from_static(b"part 2"))).unwrap();
+        drop(sender);
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "part 2");
+        released(&held).await;
+        nodes.assert_free("test:report").await;
+        assert!(!held.is_valid());
+        assert_eq!(held.lost().await, None, "a normal release is not a loss");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_body_releases_the_lock() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (_sender, body) = channel_body();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=dropped"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        nodes
+            .assert_held("test:dropped", held.token().as_str())
+            .await;
+
+        // The client went away: the server drops the body unfinished.
+        drop(response);
+        released(&held).await;
+        nodes.assert_free("test:dropped").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_body_releases_the_lock_and_passes_its_error_on() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (sender, body) = channel_body();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=broken"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+
+        sender.send(Err(io::Error::other("disk on fire"))).unwrap();
+        let mut body = response.into_body();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "disk on fire");
+        // The body is still alive, and the lock already gone.
+        assert!(!body.holds_lock());
+        released(&held).await;
+        nodes.assert_free("test:broken").await;
+        drop(sender);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn head_requests_release_at_once_whatever_the_body() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        // A body that would never end: a HEAD response is never sent, so it must not matter.
+        let (sender, body) = channel_body();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let request = Request::builder()
+            .method(Method::HEAD)
+            .uri("/?resource_id=head")
+            .body(())
+            .unwrap();
+        let response = layer(&nodes).layer(service).oneshot(request).await.unwrap();
+        let held = probe.next_lock().await.unwrap();
+        released(&held).await;
+        nodes.assert_free("test:head").await;
+        assert!(!response.body().holds_lock());
+        drop((response, sender));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_content_responses_release_at_once() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (sender, body) = channel_body();
+        let mut response = Response::new(body);
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let (service, mut probe) = probe(respond_once(response));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=nocontent"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        released(&held).await;
+        nodes.assert_free("test:nocontent").await;
+        drop((response, sender));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn empty_bodies_release_at_once() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (service, mut probe) = probe(|_| Response::new(Empty::<Bytes>::new()));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=empty"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        released(&held).await;
+        nodes.assert_free("test:empty").await;
+        drop(response);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_last_content_length_byte_releases_without_a_final_poll() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        // A stream that never signals its end itself: only Content-Length says it is done.
+        let (sender, body) = channel_body();
+        let mut response = Response::new(body);
+        response.headers_mut().insert(CONTENT_LENGTH, 11.into());
+        let (service, mut probe) = probe(respond_once(response));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=sized"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        let mut body = response.into_body();
+
+        sender.send(Ok(Bytes::from_static(b"hello "))).unwrap();
+        body.frame().await.unwrap().unwrap();
+        nodes.assert_held("test:sized", held.token().as_str()).await;
+
+        sender.send(Ok(Bytes::from_static(b"world"))).unwrap();
+        body.frame().await.unwrap().unwrap();
+        released(&held).await;
+        nodes.assert_free("test:sized").await;
+        drop((body, sender));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_full_body_releases_with_its_only_frame() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (service, mut probe) = probe(|_| Response::new(Full::new(Bytes::from_static(b"done"))));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=full"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        let mut body = response.into_body();
+        nodes.assert_held("test:full", held.token().as_str()).await;
+
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(data, "done");
+        // No poll has returned the end of the body, yet it is known to be over.
+        released(&held).await;
+        nodes.assert_free("test:full").await;
+        drop(body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_streaming_past_the_ttl_stays_locked() {
+    let ttl = Duration::from_millis(400);
+    let nodes = Nodes::start(ttl);
+    bounded(async {
+        let (sender, body) = channel_body();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=slow"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        let mut body = response.into_body();
+
+        for chunk in 0..4 {
+            // The point is the passing of time: each pause is a whole TTL, so without
+            // extensions the key would have expired by the second chunk.
+            tokio::time::sleep(ttl).await;
+            sender
+                .send(Ok(Bytes::from(format!("chunk {chunk}"))))
+                .unwrap();
+            body.frame().await.unwrap().unwrap();
+            nodes.assert_held("test:slow", held.token().as_str()).await;
+            for left in nodes.pttl("test:slow").await {
+                assert!(left > 0, "PTTL {left}");
+            }
+        }
+        assert!(held.lease().extensions() >= 4, "{:?}", held.lease());
+        assert!(held.is_valid());
+
+        drop(sender);
+        assert!(body.frame().await.is_none());
+        released(&held).await;
+        nodes.assert_free("test:slow").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_inner_service_error_passes_through_and_releases() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (report, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let service = tower::service_fn(move |request: Request<()>| {
+            let _ = report.send(request.extensions().get::<HeldLock>().cloned());
+            async { Err::<Response<Empty<Bytes>>, _>(io::Error::other("backend down")) }
+        });
+        let error = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=failing"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "backend down");
+        let held = seen.recv().await.unwrap().unwrap();
+        released(&held).await;
+        nodes.assert_free("test:failing").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_service_driven_to_ready_is_the_one_called() {
+    /// Refuses calls it was not made ready for; clones start unready, as a service whose
+    /// readiness reserves a slot would.
+    struct ReadyOnce {
+        ready: bool,
+    }
+    impl Clone for ReadyOnce {
+        fn clone(&self) -> Self {
+            Self { ready: false }
+        }
+    }
+    impl tower::Service<Request<()>> for ReadyOnce {
+        type Response = Response<Empty<Bytes>>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            self.ready = true;
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            let was_ready = std::mem::replace(&mut self.ready, false);
+            std::future::ready(if was_ready {
+                Ok(Response::new(Empty::new()))
+            } else {
+                Err("called without being driven to ready")
+            })
+        }
+    }
+
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let service = layer(&nodes).layer(ReadyOnce { ready: false });
+        let response = service.oneshot(get("/?resource_id=ready")).await;
+        assert_eq!(response.map(|r| r.status()), Ok(StatusCode::OK));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_without_a_key_pass_unlocked() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (service, mut probe) = probe(|_| Response::new(Full::new(Bytes::from_static(b"hi"))));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?other=1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(probe.next_lock().await.is_none());
+        assert!(!response.body().holds_lock());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hi");
+    })
+    .await;
+}
