@@ -84,10 +84,15 @@ where
 {
     /// Takes over an operation created at `base` and collects what it sends straight away.
     pub fn new(op: O, base: Instant) -> Self {
+        Self::new_at(op, base, base)
+    }
+
+    /// Takes over an operation created at `now`; the transcript counts time from `base`.
+    pub fn new_at(op: O, base: Instant, now: Instant) -> Self {
         let mut harness = Self {
             op,
             base,
-            now: base,
+            now,
             sent: Vec::new(),
             unread: 0,
             outcome: None,
