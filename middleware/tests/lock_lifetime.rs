@@ -103,6 +103,9 @@ async fn a_failing_body_releases_the_lock_and_passes_its_error_on() {
             .await
             .unwrap();
         let held = probe.next_lock().await.unwrap();
+        nodes
+            .assert_held("test:broken", held.token().as_str())
+            .await;
 
         sender.send(Err(io::Error::other("disk on fire"))).unwrap();
         let mut body = response.into_body();
@@ -256,9 +259,11 @@ async fn a_body_streaming_past_the_ttl_stays_locked() {
                 .unwrap();
             body.frame().await.unwrap().unwrap();
             nodes.assert_held("test:slow", held.token().as_str()).await;
-            for left in nodes.pttl("test:slow").await {
-                assert!(left > 0, "PTTL {left}");
-            }
+            let left = nodes.pttl("test:slow").await;
+            assert!(
+                left.iter().filter(|ms| **ms > 0).count() >= 2,
+                "PTTL {left:?}"
+            );
         }
         assert!(held.lease().extensions() >= 4, "{:?}", held.lease());
         assert!(held.is_valid());

@@ -72,10 +72,17 @@ impl Nodes {
         values
     }
 
-    /// Asserts that every node holds `key` for `token`.
+    /// Asserts that a quorum of nodes holds `key` for `token` and no node holds it for anyone
+    /// else. Not all nodes: a round is decided by its quorum, and the last node's answer may
+    /// still be on its way (or it may have missed its deadline on a loaded machine).
     pub async fn assert_held(&self, key: &str, token: &str) {
-        let expected = vec![Some(token.to_owned()); self.cluster.len()];
-        assert_eq!(self.values(key).await, expected, "key {key} not held");
+        let values = self.values(key).await;
+        let ours = values.iter().flatten().filter(|v| *v == token).count();
+        let others = values.iter().flatten().filter(|v| *v != token).count();
+        assert!(
+            ours > self.cluster.len() / 2 && others == 0,
+            "key {key} not held for {token}: {values:?}"
+        );
     }
 
     /// Asserts that no node has `key`.
@@ -160,19 +167,21 @@ impl Probe {
     }
 }
 
+/// A handler service as the layer tests need it.
+pub trait Handler<B>:
+    tower::Service<Request<()>, Response = Response<B>, Error = Infallible, Future: Send> + Clone + Send
+{
+}
+
+impl<T, B> Handler<B> for T where
+    T: tower::Service<Request<()>, Response = Response<B>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+{
+}
+
 /// A handler that reports the lock it saw, then answers with `respond(request)`.
-pub fn probe<B, F>(
-    respond: F,
-) -> (
-    impl tower::Service<
-            Request<()>,
-            Response = Response<B>,
-            Error = Infallible,
-            Future = impl Future<Output = Result<Response<B>, Infallible>> + Send,
-        > + Clone
-        + Send,
-    Probe,
-)
+pub fn probe<B, F>(respond: F) -> (impl Handler<B>, Probe)
 where
     F: Fn(&Request<()>) -> Response<B> + Clone + Send + 'static,
     B: Send + 'static,
@@ -206,4 +215,9 @@ pub fn respond_once<B: Send + 'static>(
             .take()
             .expect("the handler ran more than once")
     }
+}
+
+/// What the node at `url` stores under `key`.
+pub async fn get_on(url: &str, key: &str) -> Option<String> {
+    query(url, redis::cmd("GET").arg(key)).await
 }
