@@ -148,6 +148,10 @@ async fn extend_after_server_side_expiry_is_lost_and_does_not_recreate_the_key()
             other => panic!("expected a lost lock, got {other:?}"),
         }
         assert!(error.report().is_some());
+        assert!(
+            !lock.is_valid(),
+            "a guard whose extension found the lock lost must stop claiming validity"
+        );
         // A node the round did not wait for still gets the script; let it run first.
         barrier(&redlock).await;
         assert_no_keys(&urls).await;

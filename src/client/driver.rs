@@ -28,7 +28,7 @@ enum Event {
 ///
 /// Requests the core timed out are dropped at once, so a stalled node never accumulates work
 /// here. Requests the core stopped waiting for because the round was decided without them are
-/// left to finish in the background until their own deadline (see [`detach`]).
+/// left to finish in the background until their own deadline (see [`let_go`]).
 pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output {
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -52,14 +52,23 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output 
             });
         }
         if let Some(outcome) = op.poll_outcome() {
-            detach(in_flight);
+            if !in_flight.is_empty() {
+                let now = clock::now();
+                for request in in_flight {
+                    let_go(nodes, request, now);
+                }
+            }
             return outcome;
         }
-        let (awaited, unneeded): (Vec<_>, Vec<_>) = in_flight
-            .into_iter()
-            .partition(|f| op.is_awaiting(f.node, f.request));
-        in_flight = awaited;
-        detach(unneeded);
+        let mut index = 0;
+        while index < in_flight.len() {
+            if op.is_awaiting(in_flight[index].node, in_flight[index].request) {
+                index += 1;
+            } else {
+                let request = in_flight.swap_remove(index);
+                let_go(nodes, request, clock::now());
+            }
+        }
 
         // Check the clock before arming the timer: a deadline that already passed is handled
         // now rather than after a trip through the timer wheel.
@@ -101,24 +110,35 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output 
     }
 }
 
-/// Lets requests whose reply no longer matters run on until their deadline instead of cancelling
-/// them. A round is decided by the first quorum to answer; a slower node (often one that is
-/// still connecting) would otherwise never receive its SET or PEXPIRE, leaving the lock on a
-/// bare quorum that the loss of any one more node breaks. redis-rs does not even write a
-/// request whose caller has gone, and a cancelled connection attempt starts over next time, so
-/// a restarted node would stay out of every round that does not need its vote.
+/// Deals with a request whose reply the core no longer needs.
 ///
-/// A late SET that lands after a failed attempt's clean-up release is the same risk as one that
-/// was already on the wire; the key expires with its TTL.
-fn detach(requests: Vec<InFlight>) {
+/// One past its deadline is dropped, and the node hears of the timeout (enough of them in a row
+/// and it replaces a connection that may be half-open). One still within its deadline — the
+/// round was decided by a faster quorum — runs on in the background until that deadline instead
+/// of being cancelled: redis-rs does not even write a request whose caller has gone, so a
+/// slower node (often one still connecting) would never receive its SET or PEXPIRE, leaving the
+/// lock on a bare quorum that the loss of one more node breaks. A late SET that lands after a
+/// failed attempt's clean-up release is the same risk as one already on the wire; the key
+/// expires with its TTL.
+fn let_go(nodes: &[Node], request: InFlight, now: Instant) {
+    let Some(node) = nodes.get(request.node.index()) else {
+        return;
+    };
+    if request.deadline <= now {
+        node.note_timeout();
+        return;
+    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let now = clock::now();
-    for request in requests {
-        if request.deadline > now {
-            let deadline = tokio::time::Instant::from_std(request.deadline);
-            runtime.spawn(tokio::time::timeout_at(deadline, request.reply));
+    let node = node.clone();
+    let deadline = tokio::time::Instant::from_std(request.deadline);
+    runtime.spawn(async move {
+        if tokio::time::timeout_at(deadline, request.reply)
+            .await
+            .is_err()
+        {
+            node.note_timeout();
         }
-    }
+    });
 }

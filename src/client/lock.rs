@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::proto::{Config, Instant, Lease, Released, Report, Token};
+use crate::proto::{Config, ExtendError, Instant, Lease, Released, Report, Token};
 
 use super::{clock, Error, Redlock};
 
@@ -15,6 +15,8 @@ pub struct Lock {
     redlock: Redlock,
     config: Config,
     lease: Lease,
+    /// Set when an extension found the lock lost: the old lease must not be trusted any more.
+    lost: bool,
     armed: bool,
 }
 
@@ -24,6 +26,7 @@ impl Lock {
             redlock,
             config,
             lease,
+            lost: false,
             armed: true,
         }
     }
@@ -58,22 +61,28 @@ impl Lock {
         self.lease.remaining(clock::now())
     }
 
-    /// Whether the lock is still valid now.
+    /// Whether the lock is still valid now: not expired, and not found lost by an extension.
     pub fn is_valid(&self) -> bool {
-        self.lease.is_valid_at(clock::now())
+        !self.lost && self.lease.is_valid_at(clock::now())
     }
 
     /// Sets the keys' TTL to `ttl` from now, if a quorum still holds them for us. On failure the
     /// guard keeps its old lease (and still releases on drop).
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
         let config = self.config.with_ttl(ttl).map_err(Error::InvalidOptions)?;
-        self.lease = self
-            .redlock
-            .extend_lease(&config, &self.lease)
-            .await
-            .map_err(Error::Extend)?;
-        self.config = config;
-        Ok(())
+        match self.redlock.extend_lease(&config, &self.lease).await {
+            Ok(lease) => {
+                self.lease = lease;
+                self.config = config;
+                Ok(())
+            }
+            Err(error) => {
+                // A refusal majority means the keys are gone or someone else's: the remaining
+                // validity of the old lease is no longer a promise.
+                self.lost |= matches!(error, ExtendError::Lost { .. });
+                Err(Error::Extend(error))
+            }
+        }
     }
 
     pub(crate) fn config(&self) -> &Config {

@@ -1,7 +1,7 @@
 //! One Redis node: a lazily (re)connected multiplexed redis-rs connection.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redis::aio::MultiplexedConnection;
@@ -28,6 +28,11 @@ impl Node {
         let state = Arc::clone(&self.0);
         async move { state.send(command).await }
     }
+
+    /// Counts a request that got no reply in time; see [`NodeState::note_timeout`].
+    pub(crate) fn note_timeout(&self) {
+        self.0.note_timeout();
+    }
 }
 
 struct NodeState {
@@ -38,7 +43,13 @@ struct NodeState {
     connect_gate: tokio::sync::Mutex<LastAttempt>,
     /// Counts finished attempts, so a waiter can tell that one ran while it waited.
     attempts: AtomicU64,
+    /// Requests that timed out since the node last answered anything.
+    silent_timeouts: AtomicU32,
 }
+
+/// Timeouts in a row after which the connection is presumed half-open and replaced. A paused or
+/// overloaded server also trips it; reconnecting then costs one connection attempt per round.
+const STALL_LIMIT: u32 = 2;
 
 #[derive(Clone)]
 struct Connected {
@@ -59,6 +70,19 @@ impl NodeState {
             current: Mutex::new(None),
             connect_gate: tokio::sync::Mutex::new(LastAttempt::default()),
             attempts: AtomicU64::new(0),
+            silent_timeouts: AtomicU32::new(0),
+        }
+    }
+
+    /// A request to this node got no reply within its deadline. Without this, a connection
+    /// whose peer vanished without a reset (a pulled cable, a dropped NAT entry) would time out
+    /// every request forever, as nothing else ever closes it.
+    fn note_timeout(&self) {
+        if self.silent_timeouts.fetch_add(1, Ordering::AcqRel) + 1 >= STALL_LIMIT {
+            self.silent_timeouts.store(0, Ordering::Release);
+            if let Ok(mut slot) = self.current.lock() {
+                *slot = None;
+            }
         }
     }
 
@@ -90,10 +114,10 @@ impl NodeState {
     /// Sends on `connected`, dropping it from the cache if the error broke it.
     async fn send_on(&self, mut connected: Connected, cmd: &Cmd) -> Result<Value, RedisError> {
         let result = connected.connection.send_packed_command(cmd).await;
-        if let Err(error) = &result {
-            if breaks_connection(error) {
-                self.forget(connected.generation);
-            }
+        match &result {
+            Err(error) if breaks_connection(error) => self.forget(connected.generation),
+            // Any answer, even an error reply, shows the connection is alive.
+            _ => self.silent_timeouts.store(0, Ordering::Release),
         }
         result
     }

@@ -62,6 +62,8 @@ impl NodeError {
             Reply::Integer(n) => (NodeErrorKind::Protocol, format!("unexpected integer {n}")),
             Reply::TimedOut => (NodeErrorKind::Io, "timed out".to_owned()),
         };
+        // Server and parser messages may span lines; a report is read one line per node.
+        let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
         Self { kind, detail }
     }
 }
