@@ -215,7 +215,7 @@ fn no_two_holders_overlap_in_ten_thousand_histories() {
     assert_eq!(histories, HISTORIES);
     // The check is only worth something if locks are actually taken, contended and stressed.
     assert!(
-        stats.acquired * 2 >= stats.acquires,
+        stats.acquired * 10 >= stats.acquires * 3,
         "only {} of {} acquires succeeded",
         stats.acquired,
         stats.acquires
@@ -233,8 +233,9 @@ fn no_two_holders_overlap_in_ten_thousand_histories() {
 
 #[test]
 fn histories_replay_exactly_from_their_seed() {
-    let seeds: Vec<u64> = match std::env::var("QUORUMLOCK_SIM_SEED") {
-        Ok(list) => list
+    let requested = std::env::var("QUORUMLOCK_SIM_SEED").ok();
+    let seeds: Vec<u64> = match &requested {
+        Some(list) => list
             .split(',')
             .map(|seed| {
                 seed.trim()
@@ -242,18 +243,21 @@ fn histories_replay_exactly_from_their_seed() {
                     .expect("QUORUMLOCK_SIM_SEED is a list of seeds")
             })
             .collect(),
-        Err(_) => vec![0, 1, 2, 3, 42, 9_999],
+        None => vec![0, 1, 2, 3, 42, 9_999],
     };
     let mut fingerprints = Vec::new();
     for &seed in &seeds {
         // Two different base instants: nothing may depend on the real clock.
         let first = world::run(&random_scenario(seed, true), base_instant());
         let second = world::run(&random_scenario(seed, true), base_instant());
-        for line in &first.trace {
-            println!("{line}");
+        if requested.is_some() {
+            println!("--- seed {seed}");
+            for line in &first.trace {
+                println!("{line}");
+            }
         }
         if let Some(problem) = problem(&first) {
-            println!("seed {seed}: {problem}");
+            panic!("seed {seed}: {problem}");
         }
         assert_eq!(first.fingerprint, second.fingerprint, "seed {seed}");
         assert_eq!(first.trace, second.trace, "seed {seed}");
