@@ -387,7 +387,10 @@ fn refuse_until_outcome(harness: &mut Harness<Acquire>) -> Vec<Duration> {
         if harness.outcome().is_some() {
             return starts;
         }
-        harness.fire_timeout();
+        // With no pause left, the next attempt went out with the last release answer.
+        if harness.unread() == 0 {
+            harness.fire_timeout();
+        }
     }
     panic!("the retries never ended");
 }
@@ -586,4 +589,48 @@ fn the_report_gives_each_nodes_status_and_latency() {
             NodeStatus::NoAnswer
         ]
     );
+}
+
+#[test]
+fn a_deadline_too_far_to_represent_means_retrying_on() {
+    let config = config(3, Retry::until(Duration::MAX, ms(10), Duration::ZERO));
+    let mut harness = start(&config, &["job"], 1);
+    for attempt in 1..=5 {
+        let lock = harness.new_transmits();
+        assert_eq!(lock.len(), 3);
+        for transmit in &lock[..2] {
+            harness
+                .after(ms(1))
+                .feed(transmit.node, transmit.request, Reply::Nil);
+        }
+        answer_releases(&mut harness);
+        assert!(
+            harness.outcome().is_none(),
+            "gave up after {attempt} attempts"
+        );
+        harness.fire_timeout();
+    }
+    assert_eq!(harness.op().attempts(), 6);
+}
+
+#[test]
+fn a_retry_delay_too_far_to_represent_ends_the_retries() {
+    for retry in [
+        Retry::new(3, Duration::MAX, Duration::ZERO),
+        Retry::new(3, Duration::MAX, Duration::MAX),
+    ] {
+        let config = config(3, retry);
+        let mut harness = start(&config, &["job"], 1);
+        let starts = refuse_until_outcome(&mut harness);
+        assert_eq!(starts.len(), 1, "{retry:?}");
+        assert!(matches!(error_of(&harness), AcquireError::Contended { .. }));
+    }
+    // A jitter far larger than the delay only shortens the pause, down to zero.
+    let config = config(3, Retry::new(3, ms(10), Duration::MAX));
+    let mut harness = start(&config, &["job"], 1);
+    let starts = refuse_until_outcome(&mut harness);
+    assert_eq!(starts.len(), 4);
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] <= ms(2) + ms(1) + ms(10), "{starts:?}");
+    }
 }

@@ -355,3 +355,23 @@ fn stray_replies_are_ignored() {
     harness.after(ms(1)).timeout_now();
     assert!(harness.new_transmits().is_empty());
 }
+
+#[test]
+fn a_retry_pause_too_far_to_represent_ends_the_extension() {
+    for retry in [
+        Retry::new(1, Duration::MAX, Duration::ZERO),
+        Retry::new(1, Duration::MAX, Duration::MAX),
+    ] {
+        let config = config(3, retry);
+        let (base, lease) = lease(&config);
+        let mut harness = extend(&config, &lease, base, ms(5_000));
+        harness
+            .at(ms(5_001))
+            .reply(0, Reply::Io("refused".to_owned()));
+        harness.reply(1, Reply::Io("refused".to_owned()));
+        assert!(matches!(
+            extend_error(&harness),
+            ExtendError::NoQuorum { .. }
+        ));
+    }
+}

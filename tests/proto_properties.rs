@@ -112,20 +112,27 @@ fn any_env() -> impl Strategy<Value = Env> {
         })
 }
 
+/// A retry pause below `max_ms`, or now and then one too long to add to any instant.
+fn any_pause(max_ms: u64) -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        30 => (0..max_ms).prop_map(Duration::from_millis),
+        1 => Just(Duration::MAX),
+    ]
+}
+
 fn any_config() -> impl Strategy<Value = Config> {
     (
         1usize..=5,
         prop_oneof![Just(50u64), Just(1_000), Just(10_000)],
         0u32..4,
-        0u64..100,
-        0u64..60,
+        any_pause(100),
+        any_pause(60),
         any::<bool>(),
         prop::option::weighted(0.2, 0u32..3),
         prop::option::weighted(0.2, 1u64..30_000),
     )
         .prop_map(
             |(nodes, ttl, retries, delay, jitter, until, max_extensions, max_hold)| {
-                let (delay, jitter) = (Duration::from_millis(delay), Duration::from_millis(jitter));
                 let mut settings = Settings::default();
                 settings.ttl = Duration::from_millis(ttl);
                 settings.retry = if until {
@@ -480,10 +487,16 @@ proptest! {
             0..80,
         ),
         huge_jump in any::<bool>(),
+        forever in any::<bool>(),
         seed in any::<u64>(),
     ) {
         let base = base_instant();
         let ids = request_ids(ID_POOL);
+        let config = if forever {
+            config.with_retry(Retry::until(Duration::MAX, Duration::ZERO, Duration::MAX))
+        } else {
+            config
+        };
         let lease = held(&config, &["a"], base, 0);
         let mut acquire = Acquire::new(&config, ["a", "b"], token("tok-a"), seed, base)
             .expect("valid resources");

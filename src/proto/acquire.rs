@@ -236,11 +236,14 @@ impl Acquire {
         if self.attempts > retry.retries {
             return None;
         }
-        let at = failed_at + self.rng.jittered(retry.delay, retry.jitter);
-        match retry.deadline {
-            Some(deadline) if at > self.started + deadline => None,
-            _ => Some(at),
-        }
+        // A retry too far off to be represented never comes; a deadline too far off to be
+        // represented never passes.
+        let at = failed_at.checked_add(self.rng.jittered(retry.delay, retry.jitter))?;
+        let past_deadline = retry
+            .deadline
+            .and_then(|deadline| self.started.checked_add(deadline))
+            .is_some_and(|end| at > end);
+        (!past_deadline).then_some(at)
     }
 }
 

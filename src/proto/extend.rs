@@ -193,8 +193,12 @@ impl Extend {
                 }
                 let retry = *self.config.retry();
                 let pause = self.rng.jittered(retry.delay, retry.jitter);
-                let until = now + pause;
-                if until + self.config.request_timeout() < valid_until {
+                let until = now.checked_add(pause).filter(|until| {
+                    until
+                        .checked_add(self.config.request_timeout())
+                        .is_some_and(|done| done < valid_until)
+                });
+                if let Some(until) = until {
                     self.state = State::Waiting { until };
                 } else {
                     let quorum = self.config.quorum();

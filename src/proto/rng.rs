@@ -20,8 +20,8 @@ impl JitterRng {
         }
         let offset = Duration::from_nanos(self.0.u64(0..=jitter_nanos.saturating_mul(2)));
         let jitter = Duration::from_nanos(jitter_nanos);
-        // base - jitter + offset, computed without going below zero.
-        (base + offset).saturating_sub(jitter)
+        // base - jitter + offset, computed without going below zero or overflowing.
+        base.saturating_add(offset).saturating_sub(jitter)
     }
 }
 

@@ -148,6 +148,11 @@ where
         fresh
     }
 
+    /// How many requests were sent since the last [`Harness::new_transmits`].
+    pub fn unread(&self) -> usize {
+        self.sent.len() - self.unread
+    }
+
     /// The most recent request sent to `node`.
     pub fn last_to(&self, node: usize) -> &Transmit {
         &self
