@@ -3,12 +3,16 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
+
+use tokio::sync::futures::OwnedNotified;
 
 use crate::proto::{Instant, NodeId, Operation, Reply, RequestId};
 
 use super::clock;
 use super::node::Node;
+use super::release_signals::{ReleaseSignals, Subscription};
 
 type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 
@@ -22,6 +26,7 @@ struct InFlight {
 enum Event {
     Reply(usize, Reply),
     Timer,
+    Released,
 }
 
 /// Runs `op` to its outcome against `nodes`.
@@ -29,9 +34,23 @@ enum Event {
 /// Requests the core timed out are dropped at once, so a stalled node never accumulates work
 /// here. Requests the core stopped waiting for because the round was decided without them are
 /// left to finish in the background until their own deadline (see [`let_go`]).
-pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output {
+pub(crate) async fn drive<O: Operation>(nodes: &[Node], op: O) -> O::Output {
+    drive_with_wakeups(nodes, op, None).await
+}
+
+/// Like [`drive`], and while the operation pauses between attempts it also listens for
+/// in-process releases of `resources` (see [`ReleaseSignals`]), handing them to the operation as
+/// [`Operation::handle_wakeup`]. The subscription is taken only once the operation first pauses,
+/// so an uncontended acquire never touches the registry.
+pub(crate) async fn drive_with_wakeups<O: Operation>(
+    nodes: &[Node],
+    mut op: O,
+    wakeups: Option<(&Arc<ReleaseSignals>, Arc<[String]>)>,
+) -> O::Output {
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut subscription: Option<Subscription> = None;
+    let mut released: Vec<Pin<Box<OwnedNotified>>> = Vec::new();
     loop {
         while let Some(transmit) = op.poll_transmit() {
             let Some(node) = nodes.get(transmit.node.index()) else {
@@ -87,10 +106,32 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output 
         }
         let armed = deadline.is_some();
 
+        // Nothing in flight and no outcome: the operation pauses between attempts. Only then is
+        // a release worth hearing about; mid-round, a wake-up would be wasted on this task.
+        let pausing = in_flight.is_empty();
+        if pausing && released.is_empty() {
+            if let Some((signals, resources)) = &wakeups {
+                let subscription = subscription.get_or_insert_with(|| signals.subscribe(resources));
+                released.extend(
+                    subscription
+                        .notifies()
+                        .iter()
+                        .map(|notify| Box::pin(notify.clone().notified_owned())),
+                );
+            }
+        }
+
         let event = poll_fn(|cx| {
             for (index, request) in in_flight.iter_mut().enumerate() {
                 if let Poll::Ready(reply) = request.reply.as_mut().poll(cx) {
                     return Poll::Ready(Event::Reply(index, reply));
+                }
+            }
+            if pausing {
+                for notified in &mut released {
+                    if notified.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Released);
+                    }
                 }
             }
             match &mut timer {
@@ -106,6 +147,15 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], mut op: O) -> O::Output 
                 op.handle_reply(done.node, done.request, reply, clock::now());
             }
             Event::Timer => op.handle_timeout(clock::now()),
+            Event::Released => {
+                // The fired future is spent; fresh ones are armed at the next pause.
+                released.clear();
+                if !op.handle_wakeup(clock::now()) {
+                    if let Some(subscription) = &subscription {
+                        subscription.pass_on();
+                    }
+                }
+            }
         }
     }
 }

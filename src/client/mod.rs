@@ -6,6 +6,7 @@ mod error;
 mod keep_alive;
 mod lock;
 mod node;
+mod release_signals;
 mod request;
 mod with_lock;
 
@@ -26,6 +27,7 @@ pub use request::LockRequest;
 pub use with_lock::LockContext;
 
 use node::Node;
+use release_signals::ReleaseSignals;
 
 /// A Redlock client over N independent Redis primaries. Cheap to clone: clones share the
 /// node connections.
@@ -54,6 +56,7 @@ pub struct Redlock {
 struct Shared {
     nodes: Vec<Node>,
     config: Config,
+    release_signals: Arc<ReleaseSignals>,
 }
 
 impl std::fmt::Debug for Redlock {
@@ -161,7 +164,11 @@ impl RedlockBuilder {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Redlock {
-            shared: Arc::new(Shared { nodes, config }),
+            shared: Arc::new(Shared {
+                nodes,
+                config,
+                release_signals: Arc::default(),
+            }),
         })
     }
 }
@@ -235,7 +242,9 @@ impl Redlock {
     /// handed its token over. Idempotent.
     pub async fn release_token(&self, resources: &[String], token: &Token) -> Released {
         let release = Release::new(&self.shared.config, resources, token, clock::now());
-        driver::drive(&self.shared.nodes, release).await
+        let released = driver::drive(&self.shared.nodes, release).await;
+        self.shared.release_signals.released(resources);
+        released
     }
 
     async fn acquire(&self, config: &Config, resources: Vec<String>) -> Result<Lease, Error> {
@@ -248,7 +257,10 @@ impl Redlock {
             ttl_ms = config.ttl().as_millis() as u64,
         );
         async {
-            let outcome = driver::drive(&self.shared.nodes, acquire).await;
+            // Waiters of this client hear of its releases at once (see ReleaseSignals).
+            let wakeups = (config.retry().retries > 0)
+                .then(|| (&self.shared.release_signals, acquire.shared_resources()));
+            let outcome = driver::drive_with_wakeups(&self.shared.nodes, acquire, wakeups).await;
             match &outcome {
                 Ok(lease) => tracing::debug!(
                     validity_ms = lease.validity().as_millis() as u64,
@@ -285,6 +297,7 @@ impl Redlock {
         let span = tracing::debug_span!("quorumlock.release", resources = ?lease.resources());
         async {
             let released = driver::drive(&self.shared.nodes, release).await;
+            self.shared.release_signals.released(lease.resources());
             tracing::debug!(report = %released.report, "lock released");
             released
         }

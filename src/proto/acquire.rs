@@ -111,22 +111,15 @@ impl Acquire {
         &self.resources
     }
 
+    /// The resources, shared without copying (for drivers of this crate).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shared_resources(&self) -> Arc<[String]> {
+        self.resources.clone()
+    }
+
     /// Attempts started so far.
     pub fn attempts(&self) -> u32 {
         self.attempts
-    }
-
-    /// Cuts the wait before the next attempt short: the next attempt starts now, or as soon as
-    /// the clean-up release of the failed one is done. A driver calls this when it learns that
-    /// the holder released the lock.
-    pub fn retry_now(&mut self, now: Instant) {
-        match &mut self.state {
-            State::Waiting { .. } => self.start_attempt(now),
-            State::Releasing {
-                retry_at: Some(at), ..
-            } => *at = now,
-            _ => {}
-        }
     }
 
     fn start_attempt(&mut self, now: Instant) {
@@ -289,6 +282,24 @@ impl Operation for Acquire {
                 round.is_awaiting(node, request)
             }
             State::Waiting { .. } | State::Done => false,
+        }
+    }
+
+    /// Cuts the pause before the next attempt short: it starts now, or as soon as the clean-up
+    /// release of the failed attempt is done.
+    fn handle_wakeup(&mut self, now: Instant) -> bool {
+        match &mut self.state {
+            State::Waiting { .. } => {
+                self.start_attempt(now);
+                true
+            }
+            State::Releasing {
+                retry_at: Some(at), ..
+            } => {
+                *at = (*at).min(now);
+                true
+            }
+            _ => false,
         }
     }
 }

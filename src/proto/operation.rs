@@ -39,4 +39,13 @@ pub trait Operation {
     /// request.
     #[must_use]
     fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool;
+
+    /// A hint from outside the protocol that what the operation waits for may have changed —
+    /// typically that a holder released the lock an acquire is waiting on. An operation pausing
+    /// between attempts starts the next one at once. Returns whether the hint was used; one
+    /// that arrives mid-round is not, and the driver may pass it on to another waiter.
+    fn handle_wakeup(&mut self, now: Instant) -> bool {
+        let _ = now;
+        false
+    }
 }

@@ -1,0 +1,87 @@
+//! Waiters of one client are woken by its releases instead of sleeping out their retry delay.
+
+// The test measures how long contenders waited, to tell a wake-up from a slept-out delay.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{assert_no_keys, bounded};
+use quorumlock::testing::RedisCluster;
+use quorumlock::{Redlock, Retry};
+
+/// Eight tasks queue for one resource with a 2 s retry delay. If waiters slept out the delay,
+/// the last one would get the lock after about 7 × 2 s; woken by each release, the whole queue
+/// drains in a small fraction of one delay. Exclusion is checked all along.
+#[tokio::test]
+async fn a_release_wakes_the_next_waiter_of_the_same_client() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let delay = Duration::from_secs(2);
+        let redlock = Redlock::builder(urls.clone())
+            .retry(Retry::new(20, delay, Duration::ZERO))
+            .build()
+            .unwrap();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (redlock, inside) = (redlock.clone(), inside.clone());
+            tasks.push(tokio::spawn(async move {
+                let lock = redlock
+                    .lock("handoff")
+                    .await
+                    .expect("every waiter gets the lock");
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                let released = lock.release().await;
+                assert!(released.is_clean(), "{}", released.report);
+                started.elapsed()
+            }));
+        }
+        let mut last = Duration::ZERO;
+        for task in tasks {
+            last = last.max(task.await.unwrap());
+        }
+        assert!(
+            last < delay,
+            "the queue took {last:?}: waiters slept out the {delay:?} retry delay"
+        );
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
+
+/// Clients that share nothing still exclude each other and hand over through their retries.
+#[tokio::test]
+async fn waiters_of_another_client_still_get_the_lock_by_retrying() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let retry = Retry::new(100, Duration::from_millis(20), Duration::from_millis(10));
+        let holder = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
+        let waiter = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
+        let lock = holder.lock("handoff:other").await.unwrap();
+        let waiting = tokio::spawn(async move { waiter.lock("handoff:other").await });
+        // The waiter cannot win while the lock is held: its first attempts fail.
+        let contender = holder.try_lock("handoff:other").await.unwrap_err();
+        assert!(contender.is_contended(), "{contender}");
+        lock.release().await;
+        let got = waiting
+            .await
+            .unwrap()
+            .expect("the other client gets the lock after release");
+        got.release().await;
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
