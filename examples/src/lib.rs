@@ -1,6 +1,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-//! Shared pieces of the runnable examples.
+//! Shared pieces of the runnable examples: where the Redis nodes come from, the example HTTP
+//! service, a small HTTP client, and the example server run as a child process.
+
+pub mod app;
+pub mod http_client;
+pub mod server_process;
 
 use quorumlock::testing::{HarnessError, RedisCluster};
 
