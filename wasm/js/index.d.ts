@@ -132,4 +132,4 @@ export interface RespExecutorOptions {
   /** Commands allowed in flight on one connection. Default 1000. */
   maxPending?: number;
 }
-export function respExecutor(options: RespExecutorOptions): Executor;
+export function respExecutor(options: RespExecutorOptions): Executor & { close(): void };

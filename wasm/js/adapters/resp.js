@@ -92,7 +92,8 @@ class Connection {
  * one Redis node. `connect()` returns (or resolves to) an object with a `readable` and a
  * `writable` byte stream and optionally `close()`. The connection opens on first use and again
  * after any failure; commands are pipelined; a node that stops answering for `timeout` ms (default
- * 5000) has its connection closed, so nothing waits forever.
+ * 5000) has its connection closed, so nothing waits forever. `executor.close()` closes the
+ * connection (the next command opens a new one).
  */
 export function respExecutor({
   connect,
@@ -128,7 +129,7 @@ export function respExecutor({
     return connection;
   };
 
-  return async (args) => {
+  const execute = async (args) => {
     if (!current) {
       const opening = open();
       current = { opening, connection: null };
@@ -146,4 +147,12 @@ export function respExecutor({
     if (connection.pending >= maxPending) throw new ConnectionError('too many commands in flight');
     return connection.send(args);
   };
+  /** Closes the connection; the next command opens a new one. */
+  execute.close = () => {
+    const closing = current;
+    current = null;
+    closing?.connection?.fail(new ConnectionError('closed'));
+    closing?.opening.then((connection) => connection.fail(new ConnectionError('closed')), () => {});
+  };
+  return execute;
 }

@@ -1,0 +1,137 @@
+// Failed votes, not crashes: dead, paused and misbehaving nodes, over the RESP executor on raw
+// sockets, with five and three real Redis nodes.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { quorumlock } from './support/package.mjs';
+import { nodeSocket, startCluster } from './support/redis.mjs';
+
+const { Redlock, respExecutor, QuorumError } = quorumlock;
+
+function statuses(report) {
+  return report.map((node) => node.status);
+}
+
+function count(report, status) {
+  return statuses(report).filter((s) => s === status).length;
+}
+
+describe('five nodes, some of them down', () => {
+  let cluster;
+  let executors;
+  let redlock;
+
+  before(async () => {
+    cluster = await startCluster(5);
+    executors = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port) }));
+    redlock = new Redlock(executors, { retryCount: 0 });
+  });
+
+  after(async () => {
+    for (const executor of executors ?? []) executor.close();
+    await cluster?.stop();
+  });
+
+  test('one node down: the other four still grant the lock', async () => {
+    await cluster.kill(4);
+    const lock = await redlock.acquire('jobs:1', 5000);
+    assert.ok(count(lock.report, 'granted') >= 3);
+    assert.notEqual(lock.report[4].status, 'granted');
+    const released = await lock.release();
+    // Release asks every node to the end, so the dead one shows as an I/O failure.
+    assert.equal(released.clean, false);
+    assert.equal(released.report[4].status, 'failed');
+    assert.equal(released.report[4].error.kind, 'io');
+    assert.deepEqual(statuses(released.report).slice(0, 4), ['granted', 'granted', 'granted', 'granted']);
+  });
+
+  test('majority down: no quorum, and nothing is left locked on the live nodes', async () => {
+    await cluster.kill(3);
+    await cluster.kill(2);
+    const error = await redlock.acquire('jobs:2', 5000).catch((e) => e);
+    assert.ok(error instanceof QuorumError, `got ${error}`);
+    assert.equal(error.name, 'QuorumError');
+    assert.equal(error.code, 'NO_QUORUM');
+    assert.match(error.message, /^no quorum: [0-2] of 5 nodes granted the lock, 3 needed/);
+    assert.equal(error.report.length, 5);
+    assert.ok(count(error.report, 'failed') >= 1);
+    assert.deepEqual((await cluster.values('jobs:2')).slice(0, 2), [null, null]);
+  });
+});
+
+describe('three nodes, misbehaving executors', () => {
+  let cluster;
+  let executors;
+
+  before(async () => {
+    cluster = await startCluster(3);
+    executors = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port) }));
+  });
+
+  after(async () => {
+    for (const executor of executors ?? []) executor.close();
+    await cluster?.stop();
+  });
+
+  test('throwing synchronously and rejecting are failed votes', async () => {
+    const throws = () => {
+      throw new Error('executor exploded');
+    };
+    const rejects = async () => {
+      throw new Error('connection reset');
+    };
+    const redlock = new Redlock([executors[0], throws, rejects], { retryCount: 0 });
+    const error = await redlock.acquire('odd:1', 5000).catch((e) => e);
+    assert.equal(error.code, 'NO_QUORUM');
+    assert.deepEqual(error.report[1].error, { kind: 'io', message: 'executor exploded' });
+    assert.deepEqual(error.report[2].error, { kind: 'io', message: 'connection reset' });
+    assert.deepEqual(await cluster.values('odd:1'), [null, null, null], 'the clean-up release ran');
+  });
+
+  test('garbage replies are protocol failures, and two honest nodes still make a quorum', async () => {
+    for (const garbage of ['PONG', 3.5, { nonsense: true }, [1, 2], Symbol('x')]) {
+      const redlock = new Redlock([executors[0], executors[1], async () => garbage], { retryCount: 0 });
+      const lock = await redlock.acquire('odd:2', 5000);
+      assert.ok(count(lock.report, 'granted') >= 2);
+      const released = await lock.release();
+      assert.equal(released.report[2].status, 'failed');
+      assert.equal(released.report[2].error.kind, 'protocol');
+    }
+  });
+
+  test('a node that never answers times out without holding anything up', async () => {
+    const hangs = () => new Promise(() => {});
+    const redlock = new Redlock([executors[0], hangs, executors[2]], { retryCount: 0 });
+    const lock = await redlock.acquire('odd:3', 2000);
+    const released = await lock.release();
+    assert.equal(released.report[1].status, 'timed-out');
+    assert.ok(released.report[1].latency >= 100, `gave up after ${released.report[1].latency} ms`);
+  });
+
+  test('a paused Redis (accepting connections, never answering) is a timed-out vote', async () => {
+    const redlock = new Redlock(executors, { retryCount: 0, requestTimeout: 50 });
+    cluster.pause(1);
+    try {
+      const lock = await redlock.acquire('odd:4', 2000);
+      const released = await lock.release();
+      assert.equal(released.report[1].status, 'timed-out');
+      assert.deepEqual([released.report[0].status, released.report[2].status], ['granted', 'granted']);
+    } finally {
+      cluster.resume(1);
+    }
+  });
+
+  test('a node that lost its scripts gets the script source after NOSCRIPT', async () => {
+    for (const index of [0, 1, 2]) await cluster.command(index, 'SCRIPT', 'FLUSH');
+    const sent = [];
+    const recording = executors.map((executor) => (command) => {
+      sent.push(command[0]);
+      return executor(command);
+    });
+    const redlock = new Redlock(recording, { retryCount: 0 });
+    const lock = await redlock.acquire(['odd:5', 'odd:6'], 5000);
+    assert.ok(sent.includes('EVALSHA') && sent.includes('EVAL'), `sent ${sent}`);
+    await lock.release();
+    assert.deepEqual(await cluster.values('odd:6'), [null, null, null]);
+  });
+});
