@@ -1,0 +1,92 @@
+// The npm package and the Rust client contend for the same resources on the same nodes and
+// behave as one lock: same keys, same tokens format, same commands (SET NX PX for one resource,
+// the acquire script for several).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { quorumlock } from './support/package.mjs';
+import { nodeSocket, startCluster } from './support/redis.mjs';
+
+const { Redlock, respExecutor } = quorumlock;
+
+const rustClient =
+  process.env.QUORUMLOCK_CROSS_CLIENT ??
+  `${process.env.CARGO_TARGET_DIR ?? fileURLToPath(new URL('../../target', import.meta.url))}/debug/cross_client`;
+
+/** Runs the Rust client; `line()` resolves with each line it prints. */
+function runRust(cluster, ...args) {
+  const child = spawn(rustClient, args, {
+    env: { ...process.env, QUORUMLOCK_NODES: cluster.ports.map((p) => `redis://127.0.0.1:${p}`).join(',') },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    async line() {
+      const { value, done } = await lines.next();
+      assert.ok(!done, 'the Rust client ended early');
+      return value;
+    },
+    release: () => child.stdin.end('\n'),
+    exited,
+    kill: () => child.kill('SIGKILL'),
+  };
+}
+
+describe('the Rust client and the npm package share one lock', () => {
+  let cluster;
+  let executors;
+  let redlock;
+  const children = [];
+  const rust = (...args) => {
+    const child = runRust(cluster, ...args);
+    children.push(child);
+    return child;
+  };
+
+  before(async () => {
+    assert.ok(existsSync(rustClient), `${rustClient} is missing: build it with make wasm-test`);
+    cluster = await startCluster(3);
+    executors = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port) }));
+    redlock = new Redlock(executors, { retryCount: 0 });
+  });
+
+  after(async () => {
+    for (const child of children) child.kill();
+    for (const executor of executors ?? []) executor.close();
+    await cluster?.stop();
+  });
+
+  test('a resource held by the Rust client is refused to JavaScript until released', async () => {
+    const holder = rust('hold', 'shared:1');
+    const [word, token] = (await holder.line()).split(' ');
+    assert.equal(word, 'locked');
+    assert.ok((await cluster.values('shared:1')).filter((v) => v === token).length >= 2);
+
+    const refused = await redlock.acquire('shared:1', 5000).catch((e) => e);
+    assert.equal(refused.code, 'LOCK_CONTENDED');
+
+    holder.release();
+    assert.equal(await holder.line(), 'released');
+    assert.equal(await holder.exited, 0);
+    const lock = await redlock.acquire('shared:1', 5000);
+    await lock.release();
+  });
+
+  test('resources held by JavaScript are refused to the Rust client, singly and together', async () => {
+    const lock = await redlock.acquire(['shared:a', 'shared:b'], 10_000);
+    for (const resources of [['shared:b'], ['shared:a', 'shared:c']]) {
+      const attempt = rust('try', ...resources);
+      assert.match(await attempt.line(), /^refused LOCK_CONTENDED /);
+      assert.equal(await attempt.exited, 0);
+    }
+    await lock.release();
+    const attempt = rust('try', 'shared:b');
+    assert.match(await attempt.line(), /^locked [0-9a-f]{32}$/);
+    assert.equal(await attempt.line(), 'released');
+  });
+});
