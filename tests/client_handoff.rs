@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_no_keys, bounded};
+use common::{assert_no_keys, barrier, bounded, del_everywhere, query};
 use quorumlock::testing::RedisCluster;
 use quorumlock::{Redlock, Retry};
 
@@ -61,26 +61,74 @@ async fn a_release_wakes_the_next_waiter_of_the_same_client() {
     .await;
 }
 
-/// Clients that share nothing still exclude each other and hand over through their retries.
+/// A client in another process hears of the release over Pub/Sub and retries at once, instead
+/// of sleeping out its 2 s retry delay.
 #[tokio::test]
-async fn waiters_of_another_client_still_get_the_lock_by_retrying() {
+async fn a_release_wakes_a_waiter_of_another_client() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let delay = Duration::from_secs(2);
+        let retry = Retry::new(20, delay, Duration::ZERO);
+        let holder = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
+        let waiter = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
+        let lock = holder.lock("handoff:remote").await.unwrap();
+        let waiting = tokio::spawn(async move { waiter.lock("handoff:remote").await });
+        // The waiter's first attempt fails and it subscribes to the release channel; a release
+        // before the subscription reaches every node could not be heard, so wait for it.
+        for url in &urls {
+            loop {
+                let (_, subscribers): (String, i64) = query(
+                    url,
+                    redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg("quorumlock:released:handoff:remote"),
+                )
+                .await;
+                if subscribers > 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        let released_at = Instant::now();
+        lock.release().await;
+        let got = waiting.await.unwrap().expect("the waiter gets the lock");
+        let waited = released_at.elapsed();
+        assert!(
+            waited < delay,
+            "the waiter took {waited:?}: it slept out its {delay:?} retry delay"
+        );
+        got.release().await;
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
+
+/// A holder whose keys vanish without an announcement (expiry, or another client's release
+/// script) is still succeeded: the waiter's own retries find the resource free.
+#[tokio::test]
+async fn a_silent_release_is_found_by_retrying() {
     let cluster = RedisCluster::start(3).unwrap();
     let urls = cluster.urls();
     bounded(async move {
         let retry = Retry::new(100, Duration::from_millis(20), Duration::from_millis(10));
         let holder = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
         let waiter = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
-        let lock = holder.lock("handoff:other").await.unwrap();
-        let waiting = tokio::spawn(async move { waiter.lock("handoff:other").await });
-        // The waiter cannot win while the lock is held: its first attempts fail.
-        let contender = holder.try_lock("handoff:other").await.unwrap_err();
+        let lock = holder.lock("handoff:silent").await.unwrap();
+        let waiting = tokio::spawn(async move { waiter.lock("handoff:silent").await });
+        let contender = holder.try_lock("handoff:silent").await.unwrap_err();
         assert!(contender.is_contended(), "{contender}");
-        lock.release().await;
+        // DEL publishes nothing: only retrying can notice.
+        del_everywhere(&urls, &["handoff:silent"]).await;
         let got = waiting
             .await
             .unwrap()
-            .expect("the other client gets the lock after release");
+            .expect("the waiter gets the lock by retrying");
+        assert_ne!(got.token(), lock.token());
         got.release().await;
+        drop(lock);
+        barrier(&holder).await;
         assert_no_keys(&urls).await;
     })
     .await;

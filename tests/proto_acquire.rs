@@ -69,7 +69,7 @@ fn answer_releases(harness: &mut Harness<Acquire>) {
     let releases: Vec<Transmit> = harness
         .new_transmits()
         .into_iter()
-        .filter(|t| script_name(t) == Some("release"))
+        .filter(|t| script_name(t) == Some("clean-up"))
         .collect();
     let nodes: Vec<usize> = (0..harness_nodes(harness)).collect();
     assert_eq!(nodes_of(&releases), nodes, "a release goes to every node");
@@ -272,7 +272,7 @@ fn a_quorum_reached_with_less_than_the_minimum_validity_is_a_failed_attempt() {
     );
     let releases = &releases[1..];
     for release in releases {
-        assert_eq!(script_name(release), Some("release"));
+        assert_eq!(script_name(release), Some("clean-up"));
         late.feed(release.node, release.request, Reply::Integer(1));
     }
     let error = error_of(&late);
@@ -303,8 +303,8 @@ fn fail_first_attempt(seed: u64, retry: Retry) -> Harness<Acquire> {
     // Both refusing nodes and the silent one: its SET may still land.
     assert_eq!(nodes_of(&releases), [0, 1, 2]);
     for release in &releases {
-        assert_eq!(script_name(release), Some("release"));
-        assert_eq!(release.command.to_string(), "EVALSHA release 1 job tok-a");
+        assert_eq!(script_name(release), Some("clean-up"));
+        assert_eq!(release.command.to_string(), "EVALSHA clean-up 1 job tok-a");
         assert_eq!(release.deadline, harness.base() + ms(6) + ms(200));
     }
     harness.at(ms(8)).reply(0, Reply::Integer(0));

@@ -6,6 +6,7 @@ mod error;
 mod keep_alive;
 mod lock;
 mod node;
+mod release_listener;
 mod release_signals;
 mod request;
 mod with_lock;
@@ -147,7 +148,7 @@ impl RedlockBuilder {
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(None);
-        let nodes = self
+        let clients = self
             .urls
             .iter()
             .enumerate()
@@ -155,19 +156,22 @@ impl RedlockBuilder {
                 if url.starts_with("rediss://") && !cfg!(feature = "tls") {
                     return Err(BuildError::TlsNotEnabled { index });
                 }
-                let client =
-                    Client::open(url.as_str()).map_err(|error| BuildError::InvalidUrl {
-                        index,
-                        reason: error.to_string(),
-                    })?;
-                Ok(Node::new(client, connection_config.clone()))
+                Client::open(url.as_str()).map_err(|error| BuildError::InvalidUrl {
+                    index,
+                    reason: error.to_string(),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let nodes = clients
+            .iter()
+            .map(|client| Node::new(client.clone(), connection_config.clone()))
+            .collect();
+        let quorum = config.quorum();
         Ok(Redlock {
             shared: Arc::new(Shared {
                 nodes,
                 config,
-                release_signals: Arc::default(),
+                release_signals: Arc::new(ReleaseSignals::new(clients, quorum, connect_timeout)),
             }),
         })
     }
@@ -243,7 +247,9 @@ impl Redlock {
     pub async fn release_token(&self, resources: &[String], token: &Token) -> Released {
         let release = Release::new(&self.shared.config, resources, token, clock::now());
         let released = driver::drive(&self.shared.nodes, release).await;
-        self.shared.release_signals.released(resources);
+        self.shared
+            .release_signals
+            .released(resources, token.as_str());
         released
     }
 
@@ -297,7 +303,9 @@ impl Redlock {
         let span = tracing::debug_span!("quorumlock.release", resources = ?lease.resources());
         async {
             let released = driver::drive(&self.shared.nodes, release).await;
-            self.shared.release_signals.released(lease.resources());
+            self.shared
+                .release_signals
+                .released(lease.resources(), lease.token().as_str());
             tracing::debug!(report = %released.report, "lock released");
             released
         }

@@ -1,60 +1,150 @@
-//! In-process wake-ups: a release by one task wakes a task of the same client that waits for
-//! the same resource, instead of leaving it to sleep out its retry delay.
+//! Wake-ups for waiters: a release wakes a task of this client that waits for the same
+//! resource, instead of leaving it to sleep out its retry delay. Releases made by this client
+//! are signalled directly; releases made elsewhere arrive through the release listeners.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
+use redis::Client;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
+
+use super::release_listener::{self, Interest};
 
 /// One [`Notify`] per resource that somebody waits for. `Notify::notify_one` wakes waiters in
 /// arrival order and keeps a single permit when nobody is listening at that instant, so a
 /// release that falls between a waiter's failed attempt and its next wait is not lost.
-#[derive(Default)]
 pub(crate) struct ReleaseSignals {
     waiting: Mutex<HashMap<String, Waiting>>,
     /// Subscriptions alive; lets a release skip the map when nobody waits (the common case).
     subscriptions: AtomicUsize,
+    clients: Vec<Client>,
+    quorum: usize,
+    connect_timeout: Duration,
+    /// One Pub/Sub listener per node, started when somebody first waits.
+    listeners: OnceLock<Vec<UnboundedSender<Interest>>>,
 }
 
 struct Waiting {
     notify: Arc<Notify>,
     subscribers: usize,
+    /// The last release heard of, and from which nodes. A waiter is woken once a quorum of
+    /// nodes announced it — earlier, its attempt would still find the key on the others — and
+    /// only once, not once per node.
+    last_release: Option<HeardRelease>,
+}
+
+struct HeardRelease {
+    token: String,
+    /// Bit `i` set: node `i` announced it; all bits: this process released it.
+    nodes: u64,
+    signalled: bool,
 }
 
 impl ReleaseSignals {
-    /// Wakes one waiter (the longest waiting) for each of `resources`.
-    pub(crate) fn released(&self, resources: &[String]) {
+    pub(crate) fn new(clients: Vec<Client>, quorum: usize, connect_timeout: Duration) -> Self {
+        Self {
+            waiting: Mutex::default(),
+            subscriptions: AtomicUsize::new(0),
+            clients,
+            quorum,
+            connect_timeout,
+            listeners: OnceLock::new(),
+        }
+    }
+
+    /// A lock held under `token` was released by this client: every node has answered, so a
+    /// waiter can go at once.
+    pub(crate) fn released(&self, resources: &[String], token: &str) {
         if self.subscriptions.load(Ordering::Acquire) == 0 {
             return;
         }
-        if let Ok(waiting) = self.waiting.lock() {
-            for resource in resources {
-                if let Some(entry) = waiting.get(resource) {
-                    entry.notify.notify_one();
-                }
-            }
+        for resource in resources {
+            self.heard(resource, token, None);
+        }
+    }
+
+    /// `node` announced over Pub/Sub that a lock on `resource` held under `token` was released.
+    pub(crate) fn released_elsewhere(&self, node: usize, resource: &str, token: &str) {
+        self.heard(resource, token, Some(node));
+    }
+
+    fn heard(&self, resource: &str, token: &str, node: Option<usize>) {
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return;
+        };
+        let Some(entry) = waiting.get_mut(resource) else {
+            return;
+        };
+        let release = match &mut entry.last_release {
+            Some(release) if release.token == token => release,
+            other => other.insert(HeardRelease {
+                token: token.to_owned(),
+                nodes: 0,
+                signalled: false,
+            }),
+        };
+        match node {
+            // Nodes past 64 are never counted; such a release still arrives by retrying.
+            Some(node) if node < 64 => release.nodes |= 1 << node,
+            Some(_) => {}
+            None => release.nodes = u64::MAX,
+        }
+        if !release.signalled && release.nodes.count_ones() as usize >= self.quorum {
+            release.signalled = true;
+            entry.notify.notify_one();
         }
     }
 
     /// Registers interest in releases of `resources` until the subscription is dropped.
     pub(crate) fn subscribe(self: &Arc<Self>, resources: &[String]) -> Subscription {
         let mut notifies = Vec::with_capacity(resources.len());
+        let mut first_interest = Vec::new();
         if let Ok(mut waiting) = self.waiting.lock() {
             for resource in resources {
-                let entry = waiting.entry(resource.clone()).or_insert_with(|| Waiting {
-                    notify: Arc::new(Notify::new()),
-                    subscribers: 0,
+                let entry = waiting.entry(resource.clone()).or_insert_with(|| {
+                    first_interest.push(resource.clone());
+                    Waiting {
+                        notify: Arc::new(Notify::new()),
+                        subscribers: 0,
+                        last_release: None,
+                    }
                 });
                 entry.subscribers += 1;
                 notifies.push(entry.notify.clone());
             }
         }
         self.subscriptions.fetch_add(1, Ordering::AcqRel);
+        for resource in first_interest {
+            self.tell_listeners(Interest::Watch(resource));
+        }
         Subscription {
             signals: self.clone(),
             resources: resources.to_vec(),
             notifies,
+        }
+    }
+
+    fn tell_listeners(self: &Arc<Self>, interest: Interest) {
+        let listeners = self.listeners.get_or_init(|| {
+            self.clients
+                .iter()
+                .enumerate()
+                .filter_map(|(node, client)| {
+                    release_listener::spawn(
+                        node,
+                        client.clone(),
+                        self.connect_timeout,
+                        Arc::downgrade(self),
+                    )
+                })
+                .collect()
+        });
+        for listener in listeners {
+            // A listener that has stopped just means no wake-ups from its node.
+            let _ = listener.send(interest.clone());
         }
     }
 }
@@ -83,15 +173,20 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.signals.subscriptions.fetch_sub(1, Ordering::AcqRel);
+        let mut forgotten = Vec::new();
         if let Ok(mut waiting) = self.signals.waiting.lock() {
             for resource in &self.resources {
                 if let Some(entry) = waiting.get_mut(resource) {
                     entry.subscribers -= 1;
                     if entry.subscribers == 0 {
                         waiting.remove(resource);
+                        forgotten.push(resource.clone());
                     }
                 }
             }
+        }
+        for resource in forgotten {
+            self.signals.tell_listeners(Interest::Forget(resource));
         }
     }
 }

@@ -188,6 +188,7 @@ impl Acquire {
                 self.state = State::Releasing {
                     round: release_round(
                         &self.config,
+                        &script::CLEAN_UP,
                         &self.resources,
                         &self.token,
                         &mut self.ids,

@@ -20,16 +20,18 @@ fn classify_release(reply: &Reply) -> Vote {
     }
 }
 
-/// A round that deletes our keys on every node and waits for each node's answer or deadline.
+/// A round that runs `script` (release or clean-up) on every node and waits for each node's
+/// answer or deadline.
 pub(crate) fn release_round(
     config: &Config,
+    script: &'static script::Script,
     resources: &Arc<[String]>,
     token: &Token,
     ids: &mut RequestIds,
     now: Instant,
 ) -> Round {
     let command = Command::new(
-        CommandKind::EvalSha(&script::RELEASE),
+        CommandKind::EvalSha(script),
         resources.clone(),
         token.clone(),
         None,
@@ -83,7 +85,7 @@ impl Release {
 
     fn for_keys(config: &Config, resources: Arc<[String]>, token: &Token, now: Instant) -> Self {
         let mut ids = RequestIds::default();
-        let round = release_round(config, &resources, token, &mut ids, now);
+        let round = release_round(config, &script::RELEASE, &resources, token, &mut ids, now);
         Self {
             round,
             ids,

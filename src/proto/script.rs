@@ -49,10 +49,34 @@ return 1
     sha1: "377c792dd259a9a7e7f4b6ba4c798544464f8373",
 };
 
-/// Deletes each key that still holds the token (compare-and-delete). Returns how many keys
-/// were deleted; deleting nothing is not an error, so release is idempotent.
+/// Prefix of the Pub/Sub channel on which [`RELEASE`] announces a released key: the channel
+/// for key `k` is `quorumlock:released:k`, and the message is the released token. Waiters in
+/// other processes subscribe to it to retry at once instead of sleeping out their delay.
+pub const RELEASED_CHANNEL_PREFIX: &str = "quorumlock:released:";
+
+/// Deletes each key that still holds the token (compare-and-delete) and announces each deleted
+/// key on its release channel. Returns how many keys were deleted; deleting nothing is not an
+/// error, so release is idempotent.
 pub static RELEASE: Script = Script {
     name: "release",
+    source: r#"local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call("GET", key) == ARGV[1] then
+    redis.call("DEL", key)
+    redis.call("PUBLISH", "quorumlock:released:" .. key, ARGV[1])
+    released = released + 1
+  end
+end
+return released
+"#,
+    sha1: "7d9576fce25b6b8effbd3bd920f7309826202ce8",
+};
+
+/// [`RELEASE`] without the announcement, for the clean-up after a failed acquire attempt: the
+/// lock was never held, and waking other waiters for it would only start futile attempts that
+/// fail, clean up and wake the next ones in turn.
+pub static CLEAN_UP: Script = Script {
+    name: "clean-up",
     source: r#"local released = 0
 for _, key in ipairs(KEYS) do
   if redis.call("GET", key) == ARGV[1] then
@@ -71,9 +95,17 @@ mod tests {
 
     #[test]
     fn digests_match_sources() {
-        for script in [&ACQUIRE, &EXTEND, &RELEASE] {
+        for script in [&ACQUIRE, &EXTEND, &RELEASE, &CLEAN_UP] {
             let digest = sha1_smol::Sha1::from(script.source).digest().to_string();
             assert_eq!(script.sha1, digest, "digest of the {} script", script.name);
         }
+    }
+
+    #[test]
+    fn the_release_script_announces_on_the_documented_channel() {
+        assert!(RELEASE
+            .source
+            .contains(&format!("\"{RELEASED_CHANNEL_PREFIX}\" .. key")));
+        assert!(!CLEAN_UP.source.contains("PUBLISH"));
     }
 }

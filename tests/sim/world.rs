@@ -388,7 +388,7 @@ impl Node {
                 }
                 Reply::Integer(1)
             }
-            ("release", _) => {
+            ("release" | "clean-up", _) => {
                 let before = self.keys.len();
                 self.keys
                     .retain(|stored| !(keys.contains(&stored.name) && stored.value == token));
