@@ -66,8 +66,11 @@ impl Lock {
         !self.lost && self.lease.is_valid_at(clock::now())
     }
 
-    /// Sets the keys' TTL to `ttl` from now, if a quorum still holds them for us. On failure the
-    /// guard keeps its old lease (and still releases on drop).
+    /// Sets the keys' TTL to `ttl` from now, if a quorum still holds them for us. An extension
+    /// never shortens the lock: a `ttl` shorter than the validity left is raised to cover it
+    /// (and a `max_hold` that would force a shorter one ends in `LimitReached`). On failure the
+    /// guard keeps its old lease and still releases on drop; if the lock was found lost,
+    /// [`is_valid`](Self::is_valid) turns false.
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
         let config = self.config.with_ttl(ttl).map_err(Error::InvalidOptions)?;
         match self.redlock.extend_lease(&config, &self.lease).await {
