@@ -118,3 +118,8 @@ pub use client::{
 pub mod testing;
 
 pub use proto::{Report, Retry, Settings, Token};
+
+/// The README's Rust examples, compiled as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
