@@ -3,12 +3,26 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps check lint unit
+.PHONY: demo demo-contention serve leader test deps check lint unit
 
-## Run the demo: starts three local redis-server nodes (unless QUORUMLOCK_NODES is set) and
-## lets several tasks contend for one lock.
+## Run the demo: starts three local redis-server nodes (unless QUORUMLOCK_NODES is set) and two
+## instances of the example HTTP service, fires concurrent requests at both and prints who got
+## each lock. Leaves no process behind.
 demo: deps
+	$(CARGO) build --quiet --release -p quorumlock-examples --bins
+	$(CARGO) run --quiet --release -p quorumlock-examples --bin demo
+
+## The earlier demo: tasks of one process contend for a lock through the client API.
+demo-contention: deps
 	$(CARGO) run --quiet --release -p quorumlock-examples --bin contention
+
+## Serve the example HTTP service on 127.0.0.1:3001 and 127.0.0.1:3002 until Ctrl-C.
+serve: deps
+	$(CARGO) run --quiet --release -p quorumlock-examples --bin lock-server
+
+## Leader election: workers take turns running a once-per-tick job under `with_lock`.
+leader: deps
+	$(CARGO) run --quiet --release -p quorumlock-examples --bin leader-election
 
 ## Run every check and test.
 test: deps lint check unit

@@ -103,11 +103,11 @@ async fn global_lock(
 ) -> Response {
     let length = match millis(&params, "ms", app.critical) {
         Ok(length) => length,
-        Err(refusal) => return refusal,
+        Err(problem) => return bad_request(&problem),
     };
     match run_critical(&lock, length).await {
         Ok(()) => "lock acquired\n".into_response(),
-        Err(refusal) => refusal,
+        Err(lost) => lost,
     }
 }
 
@@ -123,7 +123,7 @@ async fn critical_operation(
     };
     let length = match millis(&params, "ms", app.critical) {
         Ok(length) => length,
-        Err(refusal) => return refusal,
+        Err(problem) => return bad_request(&problem),
     };
     match run_critical(&lock, length).await {
         Ok(()) => format!(
@@ -133,7 +133,7 @@ async fn critical_operation(
             app.instance
         )
         .into_response(),
-        Err(refusal) => refusal,
+        Err(lost) => lost,
     }
 }
 
@@ -159,12 +159,12 @@ async fn stream(
     };
     let interval = match millis(&params, "interval_ms", Duration::from_secs(1)) {
         Ok(interval) => interval,
-        Err(refusal) => return refusal,
+        Err(problem) => return bad_request(&problem),
     };
     let chunks = match number(&params, "chunks", 10, MAX_CHUNKS) {
         Ok(0) => return bad_request("chunks must be at least 1"),
         Ok(chunks) => chunks,
-        Err(refusal) => return refusal,
+        Err(problem) => return bad_request(&problem),
     };
     let instance = app.instance.clone();
     let lines = futures_util::stream::unfold(1, move |chunk| {
@@ -200,7 +200,7 @@ fn millis(
     params: &HashMap<String, String>,
     name: &str,
     default: Duration,
-) -> Result<Duration, Response> {
+) -> Result<Duration, String> {
     let default = u64::try_from(default.as_millis()).unwrap_or(MAX_MS);
     number(params, name, default, MAX_MS).map(Duration::from_millis)
 }
@@ -210,15 +210,13 @@ fn number(
     name: &str,
     default: u64,
     max: u64,
-) -> Result<u64, Response> {
+) -> Result<u64, String> {
     let Some(text) = params.get(name) else {
         return Ok(default);
     };
     match text.parse::<u64>() {
         Ok(value) if value <= max => Ok(value),
-        _ => Err(bad_request(&format!(
-            "{name} must be a whole number from 0 to {max}"
-        ))),
+        _ => Err(format!("{name} must be a whole number from 0 to {max}")),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Several tasks contend for one lock; prints who got it, who was refused and why, with the
 //! per-node report. Then one node dies (the lock still works), then a second (no quorum).
 
+// The table shows when each worker got the lock, which needs the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
