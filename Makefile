@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo demo-contention serve leader test deps check lint unit
+.PHONY: wasm wasm-test demo demo-contention serve leader test deps check lint unit
 
 ## Run the demo: starts three local redis-server nodes (unless QUORUMLOCK_NODES is set) and two
 ## instances of the example HTTP service, fires concurrent requests at both and prints who got
@@ -25,7 +25,7 @@ leader: deps
 	$(CARGO) run --quiet --release -p quorumlock-examples --bin leader-election
 
 ## Run every check and test.
-test: deps lint check unit
+test: deps lint check unit wasm-test
 
 deps:
 	@scripts/install-deps.sh
@@ -44,3 +44,15 @@ check:
 
 unit:
 	$(CARGO) test --workspace
+
+## Build the npm package into wasm/pkg: the core for wasm32, the wasm-bindgen glue, wasm-opt,
+## the JavaScript API; prints the raw and gzipped sizes.
+wasm: deps
+	wasm/build.sh
+
+## Test the built npm package with node --test against real redis-server nodes: locking,
+## faults, using, abort, bad input, Upstash REST, workerd, Deno, Bun, the packed tarball, and
+## contention with the Rust client.
+wasm-test: wasm
+	$(CARGO) build --quiet -p quorumlock-examples --bin cross_client
+	cd wasm && timeout 900 node --test --test-timeout=60000 --test-concurrency=2 test/*.test.mjs

@@ -4,6 +4,8 @@ set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The npm package is built with npm and tested with node's own test runner.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=; fi
   echo "installing ${need_apt[*]}"
@@ -16,4 +18,22 @@ if command -v rustup >/dev/null 2>&1; then
     || rustup target add wasm32-unknown-unknown
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+
+# The npm package (wasm/): the wasm-bindgen CLI must be exactly the version of the
+# wasm-bindgen crate that wasm/Cargo.toml pins, or the glue it writes does not match.
+wasm_bindgen_version=0.2.130
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_version" ]; then
+  echo "installing wasm-bindgen-cli $wasm_bindgen_version (takes a few minutes)"
+  # Without --locked: the registry lacks one of the CLI's pinned transitive versions.
+  cargo install --quiet wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+
+# Build and test tools of the npm package (esbuild, binaryen, workerd, deno, bun, Redis
+# clients), exactly as wasm/package-lock.json pins them.
+wasm_dir="$(cd "$(dirname "$0")/.." && pwd)/wasm"
+if [ ! -f "$wasm_dir/node_modules/.package-lock.json" ] \
+  || [ "$wasm_dir/package-lock.json" -nt "$wasm_dir/node_modules/.package-lock.json" ]; then
+  echo "installing the npm packages of wasm/"
+  (cd "$wasm_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi

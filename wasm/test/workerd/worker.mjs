@@ -36,10 +36,11 @@ const routes = {
     const error = await redlock.acquire('node:held', 5000).catch((e) => e);
     return { name: error.name, code: error.code, report: error.report };
   },
-  // `using` with automatic extension across three TTLs.
-  async using(redlock) {
-    return redlock.using('worker:using', 300, async (signal, lock) => {
-      await new Promise((resolve) => setTimeout(resolve, 900));
+  // `using` with automatic extension across more than two TTLs.
+  async using(redlock, executors) {
+    const patient = new Redlock(executors, { retryCount: 0, requestTimeout: 100 });
+    return patient.using('worker:using', 500, async (signal, lock) => {
+      await new Promise((resolve) => setTimeout(resolve, 1300));
       return { aborted: signal.aborted, extensions: lock.extensions };
     });
   },
@@ -51,7 +52,7 @@ export default {
     if (!route) return new Response('no such route', { status: 404 });
     const executors = executorsFor(env);
     try {
-      return Response.json(await route(new Redlock(executors, { retryCount: 0 })));
+      return Response.json(await route(new Redlock(executors, { retryCount: 0 }), executors));
     } catch (error) {
       return Response.json({ error: `${error.name}: ${error.message}` }, { status: 500 });
     } finally {
