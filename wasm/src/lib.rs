@@ -43,7 +43,11 @@ impl RedlockCore {
     /// An engine for `nodes` nodes reached through `transport`. Throws a `RangeError` when the
     /// options cannot be used.
     #[wasm_bindgen(constructor)]
-    pub fn new(transport: Transport, nodes: u32, options: &JsValue) -> Result<RedlockCore, JsValue> {
+    pub fn new(
+        transport: Transport,
+        nodes: u32,
+        options: &JsValue,
+    ) -> Result<RedlockCore, JsValue> {
         let nodes = usize::try_from(nodes).map_err(|_| range_error("too many nodes"))?;
         // The TTL comes with each acquire; check everything else against the longest one.
         let mut settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
@@ -71,10 +75,11 @@ impl RedlockCore {
             }
         }
         let settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
-        let config = Config::new(self.shared.nodes, settings)
-            .map_err(|e| range_error(&e.to_string()))?;
-        let (token, seed) = host::token_and_seed()
-            .map_err(|_| JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable")))?;
+        let config =
+            Config::new(self.shared.nodes, settings).map_err(|e| range_error(&e.to_string()))?;
+        let (token, seed) = host::token_and_seed().map_err(|_| {
+            JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
+        })?;
         let mut acquire = Acquire::new(&config, names, token, seed, host::now())
             .map_err(|e| type_error(&e.to_string()))?;
         let shared = self.shared.clone();

@@ -40,9 +40,9 @@ pub(crate) fn report(report: &Report) -> JsValue {
                 )
             }
         };
-        let latency = node
-            .latency
-            .map_or(JsValue::NULL, |l| JsValue::from_f64(l.as_secs_f64() * 1000.0));
+        let latency = node.latency.map_or(JsValue::NULL, |l| {
+            JsValue::from_f64(l.as_secs_f64() * 1000.0)
+        });
         let entry = Array::new();
         entry.push(&JsValue::from_str(status));
         entry.push(&kind);
