@@ -35,5 +35,8 @@ wasm_dir="$(cd "$(dirname "$0")/.." && pwd)/wasm"
 if [ ! -f "$wasm_dir/node_modules/.package-lock.json" ] \
   || [ "$wasm_dir/package-lock.json" -nt "$wasm_dir/node_modules/.package-lock.json" ]; then
   echo "installing the npm packages of wasm/"
-  (cd "$wasm_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  # Not `npm ci`: it insists on lock entries for other platforms' optional binaries (deno,
+  # workerd), which the registry reachable from CI does not serve. `install --no-save` installs
+  # the locked versions and leaves the lock file as it is.
+  (cd "$wasm_dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
 fi

@@ -33,6 +33,9 @@ class Connection {
     this.#timeout = timeout;
     this.#onFail = onFail;
     this.#writer = socket.writable.getWriter();
+    // Cloudflare sockets report failures on these too; the read loop already handles them.
+    socket.opened?.catch?.(() => {});
+    socket.closed?.catch?.(() => {});
     this.#read(socket.readable.getReader());
   }
 
