@@ -1,4 +1,4 @@
-//! The response body, which carries the lock until the last byte is out.
+//! The response body, which carries the lock while the body is produced and sent.
 
 use std::fmt;
 use std::future::Future;
@@ -15,10 +15,18 @@ use quorumlock::KeptLock;
 use crate::BoxError;
 
 pin_project! {
-    /// Response body of [`LockService`](crate::LockService): the handler's body, holding the
-    /// request's lock until it has yielded its last frame, has failed or is dropped; or the
-    /// body of a rejection.
-    pub struct LockBody<B> {
+    /// Response body of [`LockService`](crate::LockService): the handler's body carrying the
+    /// request's lock, or the body of a rejection.
+    ///
+    /// The lock is released when the body is over, and the body does not let its end be seen
+    /// until the release round is done: a body of known length holds back its last frame, any
+    /// other body its end-of-stream. So the lock covers every byte the handler produces, and a
+    /// client that has read the whole response can lock the resource again at once. A body
+    /// that fails or is dropped releases in the background.
+    pub struct LockBody<B>
+    where
+        B: Body,
+    {
         #[pin]
         inner: Inner<B>,
     }
@@ -26,7 +34,10 @@ pin_project! {
 
 pin_project! {
     #[project = InnerProj]
-    enum Inner<B> {
+    enum Inner<B>
+    where
+        B: Body,
+    {
         Unlocked {
             #[pin]
             body: B,
@@ -35,7 +46,8 @@ pin_project! {
             #[pin]
             body: B,
             guard: Option<Guard>,
-            aborted: bool,
+            releasing: Option<Releasing<B::Data>>,
+            phase: Phase,
         },
         Rejection {
             data: Option<Bytes>,
@@ -43,12 +55,34 @@ pin_project! {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Ended by the inner body's error or by the loss of the lock.
+    Aborted,
+    Finished,
+}
+
 type LossWatch = Pin<Box<dyn Future<Output = Option<ExtendError>> + Send>>;
+
+pub(crate) type ReleaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Releases `lock` and resolves once the release round is over.
+pub(crate) fn release(lock: KeptLock) -> ReleaseFuture {
+    Box::pin(async move {
+        lock.release().await;
+    })
+}
+
+/// A release in progress, and the last frame to hand out once it is done (`None`: the end).
+struct Releasing<D> {
+    release: ReleaseFuture,
+    last: Option<Frame<D>>,
+}
 
 /// The lock, and what tells when to let it go.
 struct Guard {
-    /// Dropping it releases the lock.
-    _lock: KeptLock,
+    lock: KeptLock,
     key: Arc<str>,
     /// Bytes still due by `Content-Length`: reaching zero ends the body even if it is never
     /// polled again.
@@ -82,7 +116,7 @@ impl Guard {
     }
 }
 
-impl<B> LockBody<B> {
+impl<B: Body> LockBody<B> {
     pub(crate) fn unlocked(body: B) -> Self {
         Self {
             inner: Inner::Unlocked { body },
@@ -94,43 +128,35 @@ impl<B> LockBody<B> {
             inner: Inner::Rejection { data: Some(data) },
         }
     }
-}
 
-impl<B: Body> LockBody<B> {
-    /// Wraps `body`; releases `lock` at once when nothing of the body will be sent.
+    /// Wraps `body`, which still has data to send, with the lock that guards it.
     pub(crate) fn locked(
         body: B,
         lock: KeptLock,
         key: Arc<str>,
-        no_body: bool,
         content_length: Option<u64>,
         abort_on_loss: bool,
     ) -> Self {
-        let finished = no_body || body.is_end_stream() || content_length == Some(0);
-        let guard = if finished {
-            None
-        } else {
-            let loss = abort_on_loss.then(|| {
-                let status = lock.status().clone();
-                Box::pin(async move { status.lost().await }) as LossWatch
-            });
-            Some(Guard {
-                _lock: lock,
-                key,
-                content_left: content_length,
-                loss,
-            })
-        };
+        let loss = abort_on_loss.then(|| {
+            let status = lock.status().clone();
+            Box::pin(async move { status.lost().await }) as LossWatch
+        });
         Self {
             inner: Inner::Locked {
                 body,
-                guard,
-                aborted: false,
+                guard: Some(Guard {
+                    lock,
+                    key,
+                    content_left: content_length,
+                    loss,
+                }),
+                releasing: None,
+                phase: Phase::Open,
             },
         }
     }
 
-    /// Whether this body still holds a lock.
+    /// Whether this body still holds its lock (a release in progress counts as let go).
     pub fn holds_lock(&self) -> bool {
         matches!(&self.inner, Inner::Locked { guard: Some(_), .. })
     }
@@ -157,43 +183,63 @@ where
             InnerProj::Locked {
                 mut body,
                 guard,
-                aborted,
-            } => {
-                if *aborted {
+                releasing,
+                phase,
+            } => loop {
+                if let Some(pending) = releasing {
+                    ready!(pending.release.as_mut().poll(cx));
+                    let last = pending.last.take();
+                    *releasing = None;
+                    *phase = Phase::Finished;
+                    return Poll::Ready(last.map(Ok));
+                }
+                if *phase != Phase::Open {
                     return Poll::Ready(None);
                 }
                 if let Some(lost) = guard.as_mut().and_then(|g| g.lost(cx)) {
-                    *aborted = true;
+                    *phase = Phase::Aborted;
                     let key = guard.take().map(|g| g.key).unwrap_or_default();
                     return Poll::Ready(Some(Err(Box::new(LockLost { key, error: lost }))));
                 }
                 let frame = ready!(body.as_mut().poll_frame(cx));
-                match frame {
+                let last = match frame {
                     Some(Ok(frame)) => {
                         let bytes = frame.data_ref().map_or(0, Buf::remaining);
                         let content_done = guard.as_mut().is_some_and(|g| g.sent(bytes));
-                        if content_done || body.is_end_stream() {
-                            guard.take();
+                        if !content_done && !body.is_end_stream() {
+                            return Poll::Ready(Some(Ok(frame)));
                         }
-                        Poll::Ready(Some(Ok(frame)))
+                        Some(frame)
                     }
                     Some(Err(error)) => {
+                        *phase = Phase::Aborted;
                         guard.take();
-                        Poll::Ready(Some(Err(error.into())))
+                        return Poll::Ready(Some(Err(error.into())));
+                    }
+                    None => None,
+                };
+                match guard.take() {
+                    Some(g) => {
+                        *releasing = Some(Releasing {
+                            release: release(g.lock),
+                            last,
+                        });
                     }
                     None => {
-                        guard.take();
-                        Poll::Ready(None)
+                        *phase = Phase::Finished;
+                        return Poll::Ready(last.map(Ok));
                     }
                 }
-            }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Unlocked { body } => body.is_end_stream(),
-            Inner::Locked { body, aborted, .. } => *aborted || body.is_end_stream(),
+            Inner::Locked {
+                phase, releasing, ..
+            } => *phase != Phase::Open && releasing.is_none(),
             Inner::Rejection { data } => data.is_none(),
         }
     }
@@ -208,12 +254,15 @@ where
     }
 }
 
-impl<B> fmt::Debug for LockBody<B> {
+impl<B: Body> fmt::Debug for LockBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.inner {
             Inner::Unlocked { .. } => "unlocked",
             Inner::Locked { guard: Some(_), .. } => "locked",
-            Inner::Locked { guard: None, .. } => "released",
+            Inner::Locked {
+                releasing: Some(_), ..
+            } => "releasing",
+            Inner::Locked { .. } => "released",
             Inner::Rejection { .. } => "rejection",
         };
         f.debug_struct("LockBody").field("state", &state).finish()

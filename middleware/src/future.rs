@@ -1,6 +1,7 @@
-//! The response future: acquire the lock, call the handler, hand the lock to the body.
+//! The response future: acquire the lock, call the handler, hand the lock to the body (or, when
+//! there is no body to send, release it before answering).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -10,15 +11,21 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use quorumlock::{KeptLock, LockRequest};
+use quorumlock::KeptLock;
 use tower_service::Service;
 
-use crate::body::LockBody;
+use crate::body::{release, LockBody, ReleaseFuture};
 use crate::held::HeldLock;
-use crate::layer::{OnLoss, Policy};
+use crate::layer::{Acquisition, OnLoss, Policy};
 use crate::rejection::{OnRejection, Rejection, RejectionKind};
 
-type Acquisition = <LockRequest as IntoFuture>::IntoFuture;
+/// What a response future answers once its lock is released.
+enum Then<T> {
+    /// The handler's response, which has nothing left to send under the lock.
+    Respond(T),
+    /// A rejection standing in for the handler's response.
+    Reject(Response<Bytes>),
+}
 
 pin_project! {
     /// Response future of [`LockService`](crate::LockService).
@@ -57,6 +64,10 @@ pin_project! {
             #[pin]
             future: S::Future,
         },
+        Releasing {
+            release: ReleaseFuture,
+            then: Option<Then<S::Response>>,
+        },
         Rejected {
             response: Option<Response<Bytes>>,
         },
@@ -75,7 +86,7 @@ where
         service: S,
         request: Request<B>,
     ) -> Self {
-        let acquisition = policy.lock_request(key.clone()).into_future();
+        let acquisition = policy.acquisition(key.clone());
         Self {
             state: State::Acquiring {
                 acquisition,
@@ -156,10 +167,44 @@ where
                     let result = ready!(future.poll(cx));
                     let lock = lock.take();
                     let (key, head, policy) = (key.clone(), *head, policy.clone());
+                    // An error drops the lock here, which releases it in the background.
+                    let response = match result {
+                        Ok(response) => response,
+                        Err(error) => {
+                            self.as_mut().project().state.set(State::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                    };
+                    let Some(lock) = lock else {
+                        self.as_mut().project().state.set(State::Done);
+                        return Poll::Ready(Ok(response.map(LockBody::unlocked)));
+                    };
+                    match hand_over(response, lock, key, head, &policy) {
+                        Handover::Body(response) => {
+                            self.as_mut().project().state.set(State::Done);
+                            return Poll::Ready(Ok(response));
+                        }
+                        Handover::ReleaseFirst(lock, then) => {
+                            self.as_mut().project().state.set(State::Releasing {
+                                release: release(lock),
+                                then: Some(then),
+                            });
+                        }
+                    }
+                }
+                StateProj::Releasing { release, then } => {
+                    ready!(release.as_mut().poll(cx));
+                    let then = then.take();
                     self.as_mut().project().state.set(State::Done);
-                    // An error drops the lock here, which releases it.
-                    let response = result?;
-                    return Poll::Ready(Ok(with_lock(response, lock, key, head, &policy)));
+                    return match then {
+                        Some(Then::Respond(response)) => {
+                            Poll::Ready(Ok(response.map(LockBody::unlocked)))
+                        }
+                        Some(Then::Reject(response)) => {
+                            Poll::Ready(Ok(response.map(LockBody::rejection)))
+                        }
+                        None => Poll::Pending,
+                    };
                 }
                 StateProj::Unlocked { future } => {
                     let response = ready!(future.poll(cx))?;
@@ -180,19 +225,24 @@ where
     }
 }
 
-/// Hands the lock to the response body, or answers for a lock lost during the handler.
-fn with_lock<ResBody: Body, R: OnRejection>(
+enum Handover<T, B: Body> {
+    /// The body carries the lock from here.
+    Body(Response<LockBody<B>>),
+    /// Nothing will be sent under the lock: release it, then answer.
+    ReleaseFirst(KeptLock, Then<T>),
+}
+
+/// Hands the lock to the response body; or, when there is nothing to send or the lock was lost
+/// during the handler, has it released before answering, so that a client who has the whole
+/// answer finds the resource free.
+fn hand_over<ResBody: Body, R: OnRejection>(
     response: Response<ResBody>,
-    lock: Option<KeptLock>,
+    lock: KeptLock,
     key: Arc<str>,
     head: bool,
     policy: &Policy<R>,
-) -> Response<LockBody<ResBody>> {
-    let Some(lock) = lock else {
-        return response.map(LockBody::unlocked);
-    };
-    let fail_on_loss = policy.on_loss == OnLoss::Fail;
-    if fail_on_loss {
+) -> Handover<Response<ResBody>, ResBody> {
+    if policy.on_loss == OnLoss::Fail {
         if let Some(lost) = lock.status().lost_reason() {
             drop(response);
             let rejection = Rejection::new(
@@ -201,18 +251,22 @@ fn with_lock<ResBody: Body, R: OnRejection>(
                 None,
                 Some(key.to_string()),
             );
-            return policy.respond(rejection).map(LockBody::rejection);
+            return Handover::ReleaseFirst(lock, Then::Reject(policy.respond(rejection)));
         }
     }
-    let (parts, body) = response.into_parts();
-    // These bodies are never sent, whatever they hold, so the lock has nothing left to guard.
+    let content_length = content_length(response.headers());
+    // These bodies are never sent, whatever they hold.
     let no_body = head
-        || parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
-    let content_length = content_length(&parts.headers);
-    let body = LockBody::locked(body, lock, key, no_body, content_length, fail_on_loss);
-    Response::from_parts(parts, body)
+        || response.status().is_informational()
+        || response.status() == StatusCode::NO_CONTENT
+        || response.status() == StatusCode::NOT_MODIFIED;
+    if no_body || content_length == Some(0) || response.body().is_end_stream() {
+        return Handover::ReleaseFirst(lock, Then::Respond(response));
+    }
+    let abort_on_loss = policy.on_loss == OnLoss::Fail;
+    Handover::Body(
+        response.map(|body| LockBody::locked(body, lock, key, content_length, abort_on_loss)),
+    )
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -1,13 +1,14 @@
 //! The layer and its settings.
 
 use std::fmt;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use quorumlock::proto::AcquireError;
-use quorumlock::{LockRequest, Redlock};
+use quorumlock::{LockRequest, Redlock, Retry};
 use tower_layer::Layer;
 
 use crate::key::{KeyExtractor, KeyFormat};
@@ -18,7 +19,11 @@ use crate::service::LockService;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Contention {
-    /// Answer at once with the contended status (`423 Locked` by default) and `Retry-After`.
+    /// Answer without waiting for the holder: with the contended status (`423 Locked` by
+    /// default) and `Retry-After` after a few quick attempts
+    /// ([`LockLayer::reject_retries`], by default two retries 10–50 ms apart). The retries
+    /// are there because contenders that arrive together can split the nodes' votes so that
+    /// none of them wins, though nobody holds the lock.
     Reject,
     /// Retry (with the client's retry delay and jitter) for up to this long, then answer as
     /// [`Reject`](Self::Reject) does.
@@ -83,6 +88,7 @@ impl<K: KeyExtractor> LockLayer<K> {
                 },
                 ttl: None,
                 contention: Contention::Reject,
+                reject_retries: 2,
                 contended_status: StatusCode::LOCKED,
                 contended_retry_after: None,
                 unavailable_retry_after: Duration::from_secs(2),
@@ -118,6 +124,13 @@ impl<K, R> LockLayer<K, R> {
     /// Reject contended requests at once, or let them wait (default: reject).
     pub fn contention(mut self, contention: Contention) -> Self {
         self.policy.contention = contention;
+        self
+    }
+
+    /// Quick retries before a contended request is rejected (default 2; 0 for a single
+    /// attempt). See [`Contention::Reject`].
+    pub fn reject_retries(mut self, retries: u32) -> Self {
+        self.policy.reject_retries = retries;
         self
     }
 
@@ -159,6 +172,7 @@ impl<K, R> LockLayer<K, R> {
             keys,
             ttl,
             contention,
+            reject_retries,
             contended_status,
             contended_retry_after,
             unavailable_retry_after,
@@ -172,6 +186,7 @@ impl<K, R> LockLayer<K, R> {
                 keys,
                 ttl,
                 contention,
+                reject_retries,
                 contended_status,
                 contended_retry_after,
                 unavailable_retry_after,
@@ -195,12 +210,21 @@ impl<S, K, R> Layer<S> for LockLayer<K, R> {
     }
 }
 
+/// The acquisition of one request's lock.
+pub(crate) type Acquisition = <LockRequest as IntoFuture>::IntoFuture;
+
+/// Pause between the quick attempts of reject mode, and its jitter: short, and spread so that
+/// contenders who split the votes do not collide again.
+const REJECT_RETRY_DELAY: Duration = Duration::from_millis(30);
+const REJECT_RETRY_JITTER: Duration = Duration::from_millis(20);
+
 /// Everything the service and its futures need besides the key extractor.
 pub(crate) struct Policy<R> {
     pub(crate) redlock: Redlock,
     pub(crate) keys: KeyFormat,
     ttl: Option<Duration>,
     contention: Contention,
+    reject_retries: u32,
     contended_status: StatusCode,
     contended_retry_after: Option<Duration>,
     unavailable_retry_after: Duration,
@@ -215,6 +239,7 @@ impl<R> Clone for Policy<R> {
             keys: self.keys.clone(),
             ttl: self.ttl,
             contention: self.contention,
+            reject_retries: self.reject_retries,
             contended_status: self.contended_status,
             contended_retry_after: self.contended_retry_after,
             unavailable_retry_after: self.unavailable_retry_after,
@@ -230,6 +255,7 @@ impl<R> fmt::Debug for Policy<R> {
             .field("keys", &self.keys)
             .field("ttl", &self.ttl)
             .field("contention", &self.contention)
+            .field("reject_retries", &self.reject_retries)
             .field("contended_status", &self.contended_status)
             .field("contended_retry_after", &self.contended_retry_after)
             .field("unavailable_retry_after", &self.unavailable_retry_after)
@@ -240,15 +266,22 @@ impl<R> fmt::Debug for Policy<R> {
 
 impl<R: OnRejection> Policy<R> {
     /// The acquisition for one request.
-    pub(crate) fn lock_request(&self, key: String) -> LockRequest {
-        let request = match self.contention {
-            Contention::Reject => self.redlock.try_lock(key),
-            Contention::Wait(deadline) => self.redlock.lock(key).wait_up_to(deadline),
+    pub(crate) fn acquisition(&self, key: String) -> Acquisition {
+        let client_retry = *self.redlock.config().retry();
+        let retry = match self.contention {
+            Contention::Wait(deadline) => {
+                Retry::until(deadline, client_retry.delay, client_retry.jitter)
+            }
+            Contention::Reject => {
+                Retry::new(self.reject_retries, REJECT_RETRY_DELAY, REJECT_RETRY_JITTER)
+            }
         };
+        let request = self.redlock.lock(key).retry(retry);
         match self.ttl {
             Some(ttl) => request.ttl(ttl),
             None => request,
         }
+        .into_future()
     }
 
     fn ttl(&self) -> Duration {

@@ -37,10 +37,15 @@
 //! 3. The handler runs with a [`HeldLock`] in its request extensions: the Redis key, the
 //!    token, the lease, and a lost signal. The lock is extended in the background
 //!    ([`quorumlock::Lock::keep_alive`]), so long handlers keep it.
-//! 4. The lock moves into the response body ([`LockBody`]) and is released when the body has
-//!    yielded its last frame, failed, or been dropped (the client went away), and at once
-//!    when nothing will be sent: `HEAD` requests, `204`, `304`, a body already at its end, or
-//!    once `Content-Length` bytes are out. Streaming bodies keep it extended until then.
+//! 4. The lock moves into the response body ([`LockBody`]) and stays held while the body is
+//!    produced, however long it streams. It is released when the body is over, and the end
+//!    is not let through before the release round is done: a body of known length
+//!    (`Content-Length`, or one that says it is at its end) holds back its last frame, any
+//!    other body its end-of-stream. When nothing will be sent (`HEAD`, `204`, `304`, an empty
+//!    body) the lock is released before the response is returned. So every byte the handler
+//!    produces is covered, and a client that has the whole response can lock the resource
+//!    again at once. A body that fails or is dropped (the client went away) releases in the
+//!    background.
 //!
 //! Errors of the inner service pass through unchanged (`Error = S::Error`); the layer's own
 //! outcomes are responses.

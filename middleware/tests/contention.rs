@@ -75,6 +75,51 @@ async fn a_second_request_for_a_held_resource_gets_423_with_retry_after() {
     .await;
 }
 
+/// Nodes 1 and 2 still hold keys of contenders that are about to go away (their keys expire
+/// in 15 ms), node 0 is free: a split vote, with no winner. It must not end in a 423 for a
+/// resource that is free a moment later.
+#[tokio::test]
+async fn a_split_vote_is_retried_rather_than_refused() {
+    let nodes = Nodes::start(Duration::from_secs(3));
+    bounded(async {
+        nodes.set_on(1, "test:split", "other-contender", 15).await;
+        nodes.set_on(2, "test:split", "another-contender", 15).await;
+        let (service, mut probe) = probe(|_| Response::new(Full::new(Bytes::new())));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=split"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(probe.next_lock().await.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resource_held_everywhere_is_refused_and_left_alone() {
+    let nodes = Nodes::start(Duration::from_secs(3));
+    bounded(async {
+        for node in 0..3 {
+            nodes.set_on(node, "test:held", "holder", 30_000).await;
+        }
+        let (service, probe) = probe(|_| Response::new(Full::new(Bytes::new())));
+        let refused = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=held"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::LOCKED);
+        assert_eq!(probe.calls(), 0);
+        assert_eq!(
+            nodes.values("test:held").await,
+            vec![Some("holder".to_owned()); 3],
+            "the refused attempt touched the holder's keys"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn different_resources_proceed_in_parallel() {
     let nodes = Nodes::start(Duration::from_secs(3));

@@ -19,7 +19,16 @@ fn layer(nodes: &Nodes) -> LockLayer<key::QueryParam> {
     LockLayer::new(nodes.redlock.clone(), key::query("resource_id")).namespace("test:")
 }
 
-/// Waits until the lock's release round is over, so Redis can be checked without racing it.
+/// Asserts that the release round is over by the time the client has the whole response.
+fn already_released(held: &HeldLock) {
+    assert!(
+        held.status().is_released(),
+        "the response was complete before the lock was released"
+    );
+}
+
+/// Waits until the lock's release round is over, for releases that run in the background
+/// (a dropped or failed body), so Redis can be checked without racing them.
 async fn released(held: &HeldLock) {
     soon("the release", held.status().released())
         .await
@@ -59,7 +68,7 @@ async fn lock_outlives_the_handler_until_the_body_is_consumed() {
         drop(sender);
         let rest = body.collect().await.unwrap().to_bytes();
         assert_eq!(rest, "part 2");
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:report").await;
         assert!(!held.is_valid());
         assert_eq!(held.lost().await, None, "a normal release is not a loss");
@@ -134,7 +143,7 @@ async fn head_requests_release_at_once_whatever_the_body() {
             .unwrap();
         let response = layer(&nodes).layer(service).oneshot(request).await.unwrap();
         let held = probe.next_lock().await.unwrap();
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:head").await;
         assert!(!response.body().holds_lock());
         drop((response, sender));
@@ -156,7 +165,7 @@ async fn no_content_responses_release_at_once() {
             .await
             .unwrap();
         let held = probe.next_lock().await.unwrap();
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:nocontent").await;
         drop((response, sender));
     })
@@ -174,7 +183,7 @@ async fn empty_bodies_release_at_once() {
             .await
             .unwrap();
         let held = probe.next_lock().await.unwrap();
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:empty").await;
         drop(response);
     })
@@ -204,7 +213,7 @@ async fn the_last_content_length_byte_releases_without_a_final_poll() {
 
         sender.send(Ok(Bytes::from_static(b"world"))).unwrap();
         body.frame().await.unwrap().unwrap();
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:sized").await;
         drop((body, sender));
     })
@@ -228,7 +237,7 @@ async fn a_full_body_releases_with_its_only_frame() {
         let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(data, "done");
         // No poll has returned the end of the body, yet it is known to be over.
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:full").await;
         drop(body);
     })
@@ -270,7 +279,7 @@ async fn a_body_streaming_past_the_ttl_stays_locked() {
 
         drop(sender);
         assert!(body.frame().await.is_none());
-        released(&held).await;
+        already_released(&held);
         nodes.assert_free("test:slow").await;
     })
     .await;

@@ -25,6 +25,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let nodes = nodes_from_env_or_local()?;
     let redlock = Redlock::builder(nodes.urls.clone())
         .ttl(Duration::from_secs(30))
+        // A roomy deadline: a busy test machine must not pass for a contended lock.
+        .request_timeout(Duration::from_secs(1))
         .build()?;
     // One resource goes out as plain SET NX PX, several as the acquire script.
     match redlock.lock_multi(resources).retry(Retry::NONE).await {

@@ -98,6 +98,12 @@ impl Nodes {
         }
     }
 
+    /// Sets `key` on node `index` for another owner, expiring after `px` milliseconds.
+    pub async fn set_on(&self, index: usize, key: &str, owner: &str, px: u64) {
+        let url = &self.cluster.urls()[index];
+        let _: () = query(url, redis::cmd("SET").arg(key).arg(owner).arg("PX").arg(px)).await;
+    }
+
     /// Remaining TTL of `key` on every node, in milliseconds.
     pub async fn pttl(&self, key: &str) -> Vec<i64> {
         let mut left = Vec::new();
