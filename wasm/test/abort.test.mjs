@@ -35,7 +35,7 @@ describe('AbortSignal', () => {
       return executor(command);
     });
     const reason = new Error('shutting down');
-    const error = await new Redlock(counting)
+    const error = await new Redlock(counting, { requestTimeout: 1000 })
       .acquire('queue:1', 5000, { signal: AbortSignal.abort(reason) })
       .catch((e) => e);
     assert.ok(error instanceof AbortError);
@@ -46,7 +46,7 @@ describe('AbortSignal', () => {
   });
 
   test('aborting a waiting acquire rejects it at once', async () => {
-    const holder = await new Redlock(executors).acquire('queue:2', 10_000);
+    const holder = await new Redlock(executors, { requestTimeout: 1000 }).acquire('queue:2', 10_000);
     const refused = signalled();
     const watching = executors.map((executor) => async (command) => {
       const reply = await executor(command);
@@ -55,7 +55,7 @@ describe('AbortSignal', () => {
     });
     const controller = new AbortController();
     // Without the abort this would wait for minutes.
-    const waiting = new Redlock(watching, { retryCount: 1000, retryDelay: 100 }).acquire('queue:2', 10_000, {
+    const waiting = new Redlock(watching, { retryCount: 1000, retryDelay: 100, requestTimeout: 1000 }).acquire('queue:2', 10_000, {
       signal: controller.signal,
     });
     await refused.promise;
@@ -81,7 +81,7 @@ describe('AbortSignal', () => {
       return reply;
     });
     const controller = new AbortController();
-    const acquiring = new Redlock(slow, { retryCount: 0 }).acquire('queue:3', 10_000, { signal: controller.signal });
+    const acquiring = new Redlock(slow, { retryCount: 0, requestTimeout: 1000 }).acquire('queue:3', 10_000, { signal: controller.signal });
     await sent.promise;
     controller.abort();
     gate.resolve();

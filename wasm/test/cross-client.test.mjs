@@ -52,7 +52,7 @@ describe('the Rust client and the npm package share one lock', () => {
     assert.ok(existsSync(rustClient), `${rustClient} is missing: build it with make wasm-test`);
     cluster = await startCluster(3);
     executors = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port) }));
-    redlock = new Redlock(executors, { retryCount: 0 });
+    redlock = new Redlock(executors, { retryCount: 0, requestTimeout: 1000 });
   });
 
   after(async () => {

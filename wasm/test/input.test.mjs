@@ -25,7 +25,7 @@ describe('bad input', () => {
   before(async () => {
     cluster = await startCluster(1);
     executor = respExecutor({ connect: nodeSocket(cluster.ports[0]) });
-    redlock = new Redlock([executor], { retryCount: 0 });
+    redlock = new Redlock([executor], { retryCount: 0, requestTimeout: 500 });
   });
 
   after(async () => {

@@ -32,7 +32,8 @@ describe('three nodes', () => {
     nodeRedisClients = await Promise.all(
       cluster.ports.map((port) => createClient({ socket: { port, host: '127.0.0.1' } }).connect()),
     );
-    const quick = { retryCount: 0 };
+    // One attempt, so refusals show at once; a roomy deadline, so a loaded machine is not a failure.
+    const quick = { retryCount: 0, requestTimeout: 1000 };
     viaIoredis = new Redlock(ioredisClients.map(ioredisExecutor), quick);
     viaNodeRedis = new Redlock(nodeRedisClients.map(nodeRedisExecutor), quick);
   });
@@ -85,7 +86,7 @@ describe('three nodes', () => {
       if (command[0] === 'SET' && reply === null) refusedOnce();
       return reply;
     });
-    const waiter = new Redlock(watching, { retryCount: 100, retryDelay: 20, retryJitter: 5 });
+    const waiter = new Redlock(watching, { retryCount: 100, retryDelay: 20, retryJitter: 5, requestTimeout: 1000 });
     const waiting = waiter.acquire('orders:3', 5000);
     await refusal;
     await holder.release();
@@ -109,7 +110,7 @@ describe('three nodes', () => {
   });
 
   test('extend sets a new TTL and a new validity', async () => {
-    const lock = await viaIoredis.acquire('orders:4', 1000);
+    const lock = await viaIoredis.acquire('orders:4', 2000);
     assert.equal(lock.extensions, 0);
     const returned = await lock.extend(20_000);
     assert.equal(returned, lock);

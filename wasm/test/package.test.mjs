@@ -34,7 +34,7 @@ const { Redlock, ioredisExecutor, LockContendedError } = require('quorumlock');
 
 (async () => {
   const clients = process.env.PORTS.split(',').map((port) => new Redis(Number(port)));
-  const redlock = new Redlock(clients.map(ioredisExecutor), { retryCount: 0 });
+  const redlock = new Redlock(clients.map(ioredisExecutor), { retryCount: 0, requestTimeout: 1000 });
   const value = await redlock.using('invoice:43', 5000, async () => {
     const error = await redlock.acquire('invoice:43', 5000).catch((e) => e);
     return error instanceof LockContendedError ? error.code : 'not refused';

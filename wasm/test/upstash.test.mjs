@@ -21,7 +21,7 @@ describe('@upstash/redis', () => {
     const clients = bridges.map(
       ({ url }) => new Redis({ url, token: 'local', automaticDeserialization: false, retry: false, enableTelemetry: false }),
     );
-    redlock = new Redlock(clients.map(upstashExecutor), { retryCount: 0 });
+    redlock = new Redlock(clients.map(upstashExecutor), { retryCount: 0, requestTimeout: 1000 });
   });
 
   after(async () => {

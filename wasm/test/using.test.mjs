@@ -16,7 +16,7 @@ describe('using', () => {
   before(async () => {
     cluster = await startCluster(3);
     executors = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port) }));
-    redlock = new Redlock(executors, { retryCount: 0 });
+    redlock = new Redlock(executors, { retryCount: 0, requestTimeout: 1000 });
   });
 
   after(async () => {
@@ -27,11 +27,11 @@ describe('using', () => {
   test('keeps the lock past its TTL by extending it, then releases it', async () => {
     let token;
     // A roomy request timeout: a loaded machine must not turn this into a test of latency.
-    const patient = new Redlock(executors, { retryCount: 0, requestTimeout: 100 });
-    const value = await patient.using('report:daily', 500, async (signal, lock) => {
+    const patient = new Redlock(executors, { retryCount: 0, requestTimeout: 300 });
+    const value = await patient.using('report:daily', 1000, async (signal, lock) => {
       token = lock.value;
       // What is under test is the passing of time: more than two and a half TTLs.
-      await new Promise((resolve) => setTimeout(resolve, 1300));
+      await new Promise((resolve) => setTimeout(resolve, 2600));
       assert.equal(signal.aborted, false);
       assert.ok(lock.extensions >= 2, `${lock.extensions} extensions`);
       assert.ok(lock.isValid());
@@ -45,8 +45,8 @@ describe('using', () => {
 
   test('aborts the signal when the keys are deleted behind it, and rejects with LockLostError', async () => {
     let seen;
-    const outcome = await redlock
-      .using('report:weekly', 400, async (signal) => {
+    const outcome = await new Redlock(executors, { retryCount: 0, requestTimeout: 300 })
+      .using('report:weekly', 1000, async (signal) => {
         for (const index of [0, 1, 2]) await cluster.command(index, 'DEL', 'report:weekly');
         await once(signal, 'abort');
         seen = signal.reason;

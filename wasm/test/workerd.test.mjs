@@ -114,14 +114,14 @@ describe('workerd', () => {
   test('a lock taken in the worker is on the nodes, and refused to Node', async () => {
     const { value } = await call('hold');
     assert.ok((await cluster.values('worker:held')).filter((v) => v === value).length >= 2);
-    const refused = await new quorumlock.Redlock(executors, { retryCount: 0 })
+    const refused = await new quorumlock.Redlock(executors, { retryCount: 0, requestTimeout: 1000 })
       .acquire('worker:held', 5000)
       .catch((e) => e);
     assert.equal(refused.code, 'LOCK_CONTENDED');
   });
 
   test('a lock held from Node is refused to the worker', async () => {
-    const lock = await new quorumlock.Redlock(executors).acquire('node:held', 10_000);
+    const lock = await new quorumlock.Redlock(executors, { requestTimeout: 1000 }).acquire('node:held', 10_000);
     const result = await call('contend');
     assert.equal(result.code, 'LOCK_CONTENDED');
     assert.ok(result.report.filter((node) => node.status === 'refused').length >= 2);

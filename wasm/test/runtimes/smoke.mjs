@@ -15,7 +15,7 @@ async function connectTo(port) {
 
 const executors = portList.split(',').map(Number).map((port) => respExecutor({ connect: () => connectTo(port) }));
 try {
-  const redlock = new Redlock(executors, { retryCount: 0 });
+  const redlock = new Redlock(executors, { retryCount: 0, requestTimeout: 1000 });
   const lock = await redlock.acquire(['runtime:a', 'runtime:b'], 5000);
   const refused = await redlock.acquire('runtime:b', 5000).catch((error) => error);
   await lock.extend(6000);

@@ -38,9 +38,9 @@ const routes = {
   },
   // `using` with automatic extension across more than two TTLs.
   async using(redlock, executors) {
-    const patient = new Redlock(executors, { retryCount: 0, requestTimeout: 100 });
-    return patient.using('worker:using', 500, async (signal, lock) => {
-      await new Promise((resolve) => setTimeout(resolve, 1300));
+    const patient = new Redlock(executors, { retryCount: 0, requestTimeout: 300 });
+    return patient.using('worker:using', 1000, async (signal, lock) => {
+      await new Promise((resolve) => setTimeout(resolve, 2600));
       return { aborted: signal.aborted, extensions: lock.extensions };
     });
   },
@@ -52,7 +52,7 @@ export default {
     if (!route) return new Response('no such route', { status: 404 });
     const executors = executorsFor(env);
     try {
-      return Response.json(await route(new Redlock(executors, { retryCount: 0 }), executors));
+      return Response.json(await route(new Redlock(executors, { retryCount: 0, requestTimeout: 1000 }), executors));
     } catch (error) {
       return Response.json({ error: `${error.name}: ${error.message}` }, { status: 500 });
     } finally {
