@@ -184,7 +184,7 @@ async fn stream(
                 lease.extensions()
             );
             if chunk == chunks {
-                line.push_str("last chunk: the lock is released once this line is sent\n");
+                line.push_str("last chunk: the lock is released as this response ends\n");
             }
             Some((Ok::<_, Infallible>(Bytes::from(line)), chunk + 1))
         }

@@ -213,7 +213,7 @@ async fn a_streamed_response_keeps_its_key_until_the_last_byte() {
         }
         assert!(text.contains("chunk 3/3 from instance A"), "{text}");
         assert!(
-            text.ends_with("released once this line is sent\n"),
+            text.ends_with("the lock is released as this response ends\n"),
             "{text}"
         );
 
