@@ -11,11 +11,14 @@ import { startCluster } from './support/redis.mjs';
 const run = promisify(execFile);
 const bin = (name) => fileURLToPath(new URL(`../node_modules/.bin/${name}`, import.meta.url));
 const smoke = fileURLToPath(new URL('./runtimes/smoke.mjs', import.meta.url));
-const entry = new URL('node.mjs', packageDir).href;
+const nodeEntry = new URL('node.mjs', packageDir).href;
+// The browser and bundler entry fetches the module by URL; Deno's fetch reads file: URLs.
+const webEntry = new URL('web.mjs', packageDir).href;
 
 const runtimes = {
-  deno: (ports) => [bin('deno'), ['run', '--allow-all', '--no-config', '--quiet', smoke, entry, ports]],
-  bun: (ports) => [bin('bun'), [smoke, entry, ports]],
+  deno: (ports) => [bin('deno'), ['run', '--allow-all', '--no-config', '--quiet', smoke, nodeEntry, ports]],
+  'deno (web entry)': (ports) => [bin('deno'), ['run', '--allow-all', '--no-config', '--quiet', smoke, webEntry, ports]],
+  bun: (ports) => [bin('bun'), [smoke, nodeEntry, ports]],
 };
 
 describe('other runtimes', () => {

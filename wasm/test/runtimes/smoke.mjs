@@ -1,6 +1,6 @@
-// Run by Deno and Bun: the built package (its Node entry, which both runtimes resolve) locks
-// real Redis through the RESP executor. Prints one JSON line with what it saw.
-// Usage: smoke.mjs PACKAGE_ENTRY_URL PORT,PORT,PORT
+// Run by Deno and Bun: the built package locks real Redis through the RESP executor.
+// Prints one JSON line with what it saw.
+// Usage: smoke.mjs PACKAGE_ENTRY_URL PORT,PORT,PORT (the entry: node.mjs, or web.mjs under Deno)
 
 const [entry, portList] = (globalThis.Deno ? Deno.args : process.argv.slice(2));
 const { Redlock, respExecutor } = await import(entry);
