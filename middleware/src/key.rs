@@ -199,10 +199,10 @@ impl KeyExtractor for PathParam {
 }
 
 /// Locks route parameter `name` of the axum route that matched (`/orders/{id}` → `id`),
-/// percent-decoded. Needs axum's `MatchedPath`, which exists only inside the router: add the
-/// layer with `Router::route_layer`. Without a matched route, or if the route has no such
-/// parameter, the request gets no lock (and a warning is logged, since that is a setup
-/// mistake rather than a client's).
+/// percent-decoded. Needs axum's `MatchedPath`, which exists only once the router has matched a
+/// route: add the layer with `Router::route_layer` (or `Router::layer`), not around the router.
+/// Without a matched route, or if the route has no such parameter, the request gets no lock
+/// (and a warning is logged, since that is a setup mistake rather than a client's).
 #[cfg(feature = "axum")]
 pub fn route_param(name: impl Into<String>) -> RouteParam {
     RouteParam { name: name.into() }
