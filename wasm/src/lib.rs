@@ -10,6 +10,7 @@
 
 mod driver;
 mod host;
+mod messages;
 mod reply;
 mod settings;
 mod timer;
@@ -52,7 +53,7 @@ impl RedlockCore {
         // The TTL comes with each acquire; check everything else against the longest one.
         let mut settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
         settings.ttl = Config::MAX_TTL;
-        Config::new(nodes, settings).map_err(|e| range_error(&e.to_string()))?;
+        Config::new(nodes, settings).map_err(|e| range_error(&messages::config(&e)))?;
         Ok(Self {
             shared: Rc::new(Shared { transport, nodes }),
         })
@@ -75,13 +76,13 @@ impl RedlockCore {
             }
         }
         let settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
-        let config =
-            Config::new(self.shared.nodes, settings).map_err(|e| range_error(&e.to_string()))?;
+        let config = Config::new(self.shared.nodes, settings)
+            .map_err(|e| range_error(&messages::config(&e)))?;
         let (token, seed) = host::token_and_seed().map_err(|_| {
             JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
         })?;
         let mut acquire = Acquire::new(&config, names, token, seed, host::now())
-            .map_err(|e| type_error(&e.to_string()))?;
+            .map_err(|e| type_error(&messages::resources(&e)))?;
         let shared = self.shared.clone();
         Ok(future_to_promise(async move {
             let cancel = cancel.map(JsFuture::from);
@@ -191,7 +192,7 @@ impl HeldLock {
             .borrow()
             .config
             .with_ttl(ttl)
-            .map_err(|e| range_error(&e.to_string()))?;
+            .map_err(|e| range_error(&messages::config(&e)))?;
         let mut extend = Extend::new(&config, &self.lease(), host::seed(), host::now());
         let shared = self.shared.clone();
         let state = self.state.clone();

@@ -5,6 +5,8 @@ use js_sys::Array;
 use quorumlock::proto::{AcquireError, ExtendError, NodeErrorKind, NodeStatus, Report};
 use wasm_bindgen::JsValue;
 
+use crate::messages;
+
 /// Stable failure codes, shared with `js/errors.js`.
 pub(crate) mod code {
     pub(crate) const CONTENDED: &str = "LOCK_CONTENDED";
@@ -69,7 +71,7 @@ pub(crate) fn acquire_failure(error: &AcquireError) -> JsValue {
         AcquireError::ValidityTooShort { .. } => code::VALIDITY_TOO_SHORT,
         _ => code::FAILED,
     };
-    failure(code, &error.to_string(), report(error.report()))
+    failure(code, &messages::acquire(error), report(error.report()))
 }
 
 pub(crate) fn extend_failure(error: &ExtendError) -> JsValue {
@@ -81,5 +83,5 @@ pub(crate) fn extend_failure(error: &ExtendError) -> JsValue {
         _ => code::FAILED,
     };
     let report_value = error.report().map_or(JsValue::NULL, report);
-    failure(code, &error.to_string(), report_value)
+    failure(code, &messages::extend(error), report_value)
 }
