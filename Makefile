@@ -51,8 +51,8 @@ wasm: deps
 	wasm/build.sh
 
 ## Test the built npm package with node --test against real redis-server nodes: locking,
-## faults, using, abort, bad input, Upstash REST, workerd, Deno, Bun, the packed tarball, and
-## contention with the Rust client.
+## faults, using, abort, bad input, Upstash REST, workerd, Deno, Bun, the packed tarball,
+## contention with the Rust client, and the TypeScript declarations.
 wasm-test: wasm
 	$(CARGO) build --quiet -p quorumlock-examples --bin cross_client
 	cd wasm && timeout 900 node --test --test-timeout=60000 --test-concurrency=2 test/*.test.mjs
