@@ -3,8 +3,8 @@
 import { LockReleasedError, toError, toReport } from './errors.js';
 import { checkTtl } from './options.js';
 
-/** The core's handle; only this module and `redlock.js` touch it. */
-export const HANDLE = Symbol('quorumlock.handle');
+/** Milliseconds until an automatic extension is due; for `Redlock#using` only. */
+export const RENEW_IN = Symbol('quorumlock.renewIn');
 
 export class Lock {
   #held;
@@ -53,8 +53,7 @@ export class Lock {
     return this.remaining() > 0;
   }
 
-  /** Milliseconds until an automatic extension should start. */
-  [HANDLE]() {
+  [RENEW_IN]() {
     return this.#held.renewInMs();
   }
 

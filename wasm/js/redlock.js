@@ -2,7 +2,7 @@
 
 import { RedlockCore } from './quorumlock_wasm.js';
 import { AbortError, LockLostError, toError } from './errors.js';
-import { HANDLE, Lock } from './lock.js';
+import { Lock, RENEW_IN } from './lock.js';
 import {
   ACQUIRE_OPTIONS,
   REDLOCK_OPTIONS,
@@ -86,7 +86,7 @@ export class Redlock {
     let stopped = false;
 
     const schedule = () => {
-      timer = setTimeout(renew, lock[HANDLE]());
+      timer = setTimeout(renew, lock[RENEW_IN]());
     };
     const renew = () => {
       timer = null;

@@ -134,4 +134,20 @@ describe('three nodes, misbehaving executors', () => {
     await lock.release();
     assert.deepEqual(await cluster.values('odd:6'), [null, null, null]);
   });
+
+  test('the db option selects the database; a refused AUTH is a failed vote', async () => {
+    const inDb1 = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port), db: 1 }));
+    const badAuth = respExecutor({ connect: nodeSocket(cluster.ports[2]), password: 'wrong' });
+    try {
+      const redlock = new Redlock([inDb1[0], inDb1[1], badAuth], { retryCount: 0, requestTimeout: 1000 });
+      const lock = await redlock.acquire('odd:7', 5000);
+      assert.deepEqual(await cluster.values('odd:7'), [null, null, null], 'nothing in db 0');
+      assert.equal(await inDb1[0](['GET', 'odd:7']), lock.value);
+      const released = await lock.release();
+      assert.equal(released.report[2].status, 'failed');
+      assert.match(released.report[2].error.message, /AUTH/);
+    } finally {
+      for (const executor of [...inDb1, badAuth]) executor.close();
+    }
+  });
 });
