@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: wasm wasm-test demo demo-contention serve leader test deps check lint unit
+.PHONY: bench bench-quick bench-deps wasm wasm-test demo demo-contention serve leader test deps check lint unit
 
 ## Run the demo: starts three local redis-server nodes (unless QUORUMLOCK_NODES is set) and two
 ## instances of the example HTTP service, fires concurrent requests at both and prints who got
@@ -56,3 +56,20 @@ wasm: deps
 wasm-test: wasm
 	$(CARGO) build --quiet -p quorumlock-examples --bin cross_client
 	cd wasm && timeout 900 node --test --test-timeout=60000 --test-concurrency=2 test/*.test.mjs
+
+## Benchmarks: quorumlock against rslock, redlock-rs, npm redlock and a raw-Redis floor, on
+## redis-server nodes it starts and stops itself (3, then 5). Prints a Markdown report and
+## writes it with the raw results to target/bench-results/. About 6 minutes on 2 cores, plus
+## the build; bench-quick runs every scenario briefly, in under 2. Measure on a quiet machine.
+bench: bench-deps
+	$(CARGO) run --quiet --release -p quorumlock-bench --bin bench
+
+bench-quick: bench-deps
+	$(CARGO) run --quiet --release -p quorumlock-bench --bin bench -- --quick
+
+# The bench's rows for the npm package use the package as built by wasm/build.sh; without it
+# they are skipped, with a note in the report.
+bench-deps:
+	@scripts/install-deps.sh --bench
+	@wasm/build.sh || echo "bench: the quorumlock npm package did not build; its rows will be skipped"
+	$(CARGO) build --quiet --release -p quorumlock-bench

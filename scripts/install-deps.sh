@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, skipping whatever is already there.
+# With --bench, also what `make bench` needs: wrk, valgrind and the npm packages of bench/js.
 set -euo pipefail
+
+bench=false
+[ "${1:-}" = "--bench" ] && bench=true
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The npm package is built with npm and tested with node's own test runner.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if $bench; then
+  command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+  command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=; fi
   echo "installing ${need_apt[*]}"
@@ -39,4 +47,15 @@ if [ ! -f "$wasm_dir/node_modules/.package-lock.json" ] \
   # workerd), which the registry reachable from CI does not serve. `install --no-save` installs
   # the locked versions and leaves the lock file as it is.
   (cd "$wasm_dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
+fi
+
+# The JavaScript clients of the benchmarks (npm redlock, ioredis), as bench/js/package-lock.json
+# pins them.
+if $bench; then
+  bench_js="$(cd "$(dirname "$0")/.." && pwd)/bench/js"
+  if [ ! -f "$bench_js/node_modules/.package-lock.json" ] \
+    || [ "$bench_js/package-lock.json" -nt "$bench_js/node_modules/.package-lock.json" ]; then
+    echo "installing the npm packages of bench/js/"
+    (cd "$bench_js" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi
