@@ -49,8 +49,9 @@ pub enum OnLoss {
 }
 
 /// Wraps a service so that each request holds a Redlock lock on the resource its key names,
-/// from before the handler runs until the response body is fully sent, has failed or was
-/// dropped. See the crate documentation for the whole behaviour.
+/// from before the handler runs until its response body is over (released just before the
+/// response completes), has failed or was dropped. See the crate documentation for the whole
+/// behaviour.
 pub struct LockLayer<K, R = DefaultRejection> {
     key: Arc<K>,
     policy: Policy<R>,
@@ -76,7 +77,7 @@ impl<K, R> fmt::Debug for LockLayer<K, R> {
 impl<K: KeyExtractor> LockLayer<K> {
     /// Locks, for each request, the resource `key` names, through `redlock`. Defaults: keys in
     /// namespace `quorumlock:http:`, names over 128 bytes hashed, the client's TTL, contention
-    /// rejected at once with `423`, fail closed on loss.
+    /// answered with `423` after two quick retries, fail closed on loss.
     pub fn new(redlock: Redlock, key: K) -> Self {
         Self {
             key: Arc::new(key),
