@@ -1,0 +1,119 @@
+//! `Lock::keep_alive` against real redis-server processes: extension past the TTL, release on
+//! drop and on request, and the lost signal when the keys vanish.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_held_where_granted, assert_no_keys, bounded, del_everywhere};
+use quorumlock::proto::ExtendError;
+use quorumlock::testing::RedisCluster;
+use quorumlock::Redlock;
+
+async fn soon<F: std::future::Future>(what: &str, event: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), event)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within 10 s"))
+}
+
+#[tokio::test]
+async fn a_kept_lock_outlives_its_ttl_until_released() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let ttl = Duration::from_millis(400);
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(ttl)
+            // Absorbs a loaded machine; extensions take about a millisecond here.
+            .request_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let kept = redlock.lock("kept").await.unwrap().keep_alive();
+        let status = kept.status().clone();
+        let token = status.token().as_str().to_owned();
+
+        // Time has to pass for this test: three TTLs, after which an unextended key is gone.
+        tokio::time::sleep(ttl * 3).await;
+        let lease = status.lease();
+        assert!(lease.extensions() >= 3, "{} extensions", lease.extensions());
+        assert!(status.is_valid() && !status.is_lost());
+        assert_held_where_granted(&urls, lease.report(), "kept", &token).await;
+
+        let released = kept.release().await.expect("the keeper task is gone");
+        assert!(released.is_clean(), "{}", released.report);
+        assert!(status.is_released() && !status.is_valid());
+        assert_eq!(status.lost().await, None, "a release is not a loss");
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_a_kept_lock_releases_it() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let kept = redlock.lock("dropped").await.unwrap().keep_alive();
+        let status = kept.status().clone();
+        drop(kept);
+        let released = soon("the release", status.released()).await.unwrap();
+        assert!(released.is_clean(), "{}", released.report);
+        // The TTL is 30 s: only the release can have removed the key.
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_kept_lock_whose_keys_vanish_is_lost() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_millis(400))
+            .build()
+            .unwrap();
+        let kept = redlock.lock("vanishing").await.unwrap().keep_alive();
+        let status = kept.status().clone();
+        del_everywhere(&urls, &["vanishing"]).await;
+
+        let lost = soon("the loss", status.lost()).await;
+        assert!(matches!(lost, Some(ExtendError::Lost { .. })), "{lost:?}");
+        assert!(status.is_lost() && !status.is_valid());
+        assert_eq!(status.remaining(), Duration::ZERO);
+        // The keeper releases by itself after a loss; releasing again is harmless.
+        soon("the release after the loss", status.released())
+            .await
+            .unwrap();
+        assert!(kept.release().await.is_some());
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_kept_lock_stops_at_the_extension_limit() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_millis(300))
+            .max_extensions(1)
+            .build()
+            .unwrap();
+        let kept = redlock.lock("limited").await.unwrap().keep_alive();
+        let lost = soon("the loss", kept.status().lost()).await;
+        assert!(
+            matches!(lost, Some(ExtendError::LimitReached { extensions: 1, .. })),
+            "{lost:?}"
+        );
+        assert_eq!(kept.status().lease().extensions(), 1);
+        soon("the release", kept.status().released()).await.unwrap();
+        assert_no_keys(&urls).await;
+    })
+    .await;
+}
