@@ -13,11 +13,12 @@ use common::{assert_no_keys, barrier, bounded, del_everywhere, query};
 use quorumlock::testing::RedisCluster;
 use quorumlock::{Redlock, Retry};
 
-/// Eight tasks queue for one resource with a 2 s retry delay. If waiters slept out the delay,
-/// the last one would get the lock after about 7 × 2 s; woken by each release, the whole queue
-/// drains in a small fraction of one delay. Exclusion is checked all along.
+/// Seven tasks queue for a held resource with a 2 s retry delay. If waiters slept out the
+/// delay, the last one would get the lock after about 7 × 2 s; woken by each release, the whole
+/// queue drains in a small fraction of one delay. Exclusion is checked all along.
 #[tokio::test]
 async fn a_release_wakes_the_next_waiter_of_the_same_client() {
+    const WAITERS: i64 = 7;
     let cluster = RedisCluster::start(3).unwrap();
     let urls = cluster.urls();
     bounded(async move {
@@ -26,10 +27,10 @@ async fn a_release_wakes_the_next_waiter_of_the_same_client() {
             .retry(Retry::new(20, delay, Duration::ZERO))
             .build()
             .unwrap();
+        let first = redlock.lock("handoff").await.unwrap();
         let inside = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..WAITERS {
             let (redlock, inside) = (redlock.clone(), inside.clone());
             tasks.push(tokio::spawn(async move {
                 let lock = redlock
@@ -45,20 +46,48 @@ async fn a_release_wakes_the_next_waiter_of_the_same_client() {
                 inside.fetch_sub(1, Ordering::SeqCst);
                 let released = lock.release().await;
                 assert!(released.is_clean(), "{}", released.report);
-                started.elapsed()
+                Instant::now()
             }));
         }
-        let mut last = Duration::ZERO;
+        // Release only once every waiter's first attempt has failed and been cleaned up, so
+        // the waiters are not racing each other (a split vote among simultaneous contenders
+        // leaves nobody to release, which only the retry delay resolves).
+        for url in &urls {
+            while clean_ups(url).await < WAITERS {
+                tokio::task::yield_now().await;
+            }
+        }
+        let released_at = Instant::now();
+        first.release().await;
+        let mut last = released_at;
         for task in tasks {
             last = last.max(task.await.unwrap());
         }
+        let drained = last - released_at;
         assert!(
-            last < delay,
-            "the queue took {last:?}: waiters slept out the {delay:?} retry delay"
+            drained < delay,
+            "the queue took {drained:?}: waiters slept out the {delay:?} retry delay"
         );
         assert_no_keys(&urls).await;
     })
     .await;
+}
+
+/// Scripts run so far on a node other than the lock's own SET: here, each waiter's clean-up
+/// after its failed first attempt.
+async fn clean_ups(url: &str) -> i64 {
+    let info: String = query(url, redis::cmd("INFO").arg("commandstats")).await;
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// A client in another process hears of the release over Pub/Sub and retries at once, instead

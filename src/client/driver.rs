@@ -50,6 +50,7 @@ pub(crate) async fn drive_with_wakeups<O: Operation>(
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut subscription: Option<Subscription> = None;
+    let epoch_at_start = wakeups.as_ref().map_or(0, |(signals, _)| signals.epoch());
     let mut released: Vec<Pin<Box<OwnedNotified>>> = Vec::new();
     loop {
         while let Some(transmit) = op.poll_transmit() {
@@ -111,7 +112,16 @@ pub(crate) async fn drive_with_wakeups<O: Operation>(
         let pausing = in_flight.is_empty();
         if pausing && released.is_empty() {
             if let Some((signals, resources)) = &wakeups {
+                let first_pause = subscription.is_none();
                 let subscription = subscription.get_or_insert_with(|| signals.subscribe(resources));
+                // A release between the start and this first pause found nobody listening:
+                // try again now rather than sleep out the delay on a lock that may be free.
+                if first_pause
+                    && signals.epoch() != epoch_at_start
+                    && op.handle_wakeup(clock::now())
+                {
+                    continue;
+                }
                 released.extend(
                     subscription
                         .notifies()

@@ -3,7 +3,7 @@
 //! are signalled directly; releases made elsewhere arrive through the release listeners.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ pub(crate) struct ReleaseSignals {
     waiting: Mutex<HashMap<String, Waiting>>,
     /// Subscriptions alive; lets a release skip the map when nobody waits (the common case).
     subscriptions: AtomicUsize,
+    /// Releases made by this client so far. A waiter subscribes only when it first pauses; if
+    /// this moved since its acquire began, a release may have come before anybody listened.
+    epoch: AtomicU64,
     clients: Vec<Client>,
     quorum: usize,
     connect_timeout: Duration,
@@ -48,6 +51,7 @@ impl ReleaseSignals {
         Self {
             waiting: Mutex::default(),
             subscriptions: AtomicUsize::new(0),
+            epoch: AtomicU64::new(0),
             clients,
             quorum,
             connect_timeout,
@@ -58,12 +62,18 @@ impl ReleaseSignals {
     /// A lock held under `token` was released by this client: every node has answered, so a
     /// waiter can go at once.
     pub(crate) fn released(&self, resources: &[String], token: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         if self.subscriptions.load(Ordering::Acquire) == 0 {
             return;
         }
         for resource in resources {
             self.heard(resource, token, None);
         }
+    }
+
+    /// Releases this client made so far.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// `node` announced over Pub/Sub that a lock on `resource` held under `token` was released.
