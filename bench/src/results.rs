@@ -60,6 +60,8 @@ pub struct LockRun {
     pub measured: Measured,
     /// What the nodes did in the same window.
     pub redis: RedisDelta,
+    /// Of `redis.commands`, those the client sent (the rest ran inside its scripts).
+    pub requests: u64,
 }
 
 impl LockRun {
@@ -82,6 +84,11 @@ impl LockRun {
     pub fn commands_per_op(&self) -> f64 {
         per(self.redis.commands as f64, self.measured.ops as f64)
     }
+
+    /// Commands the client sent to all nodes per pair or acquisition.
+    pub fn requests_per_op(&self) -> f64 {
+        per(self.requests as f64, self.measured.ops as f64)
+    }
 }
 
 /// One route of S4 under load.
@@ -91,6 +98,8 @@ pub struct HttpRun {
     pub nodes: usize,
     /// `bare`, `layer` or `inline`.
     pub route: String,
+    /// Whether the server set `TCP_NODELAY` (`axum::serve` does not by default).
+    pub nodelay: bool,
     /// What `wrk` measured.
     pub summary: WrkSummary,
 }
@@ -114,9 +123,11 @@ impl Results {
             .find(|run| run.nodes == nodes && run.scenario == scenario && run.client == client)
     }
 
-    /// The S4 run of `route`, if it ran.
-    pub fn http_run(&self, route: &str) -> Option<&HttpRun> {
-        self.http_runs.iter().find(|run| run.route == route)
+    /// The S4 run of `route`, with or without `TCP_NODELAY`, if it ran.
+    pub fn http_run(&self, route: &str, nodelay: bool) -> Option<&HttpRun> {
+        self.http_runs
+            .iter()
+            .find(|run| run.route == route && run.nodelay == nodelay)
     }
 }
 

@@ -1,7 +1,9 @@
 //! The axum service of the Tower-layer scenario, on a free loopback port.
 //!
-//! `bench-http NAMESPACE URL…` prints `listening 127.0.0.1:PORT` once it accepts connections
-//! and serves until killed or until its standard input closes.
+//! `bench-http [--nodelay] NAMESPACE URL…` prints `listening 127.0.0.1:PORT` once it accepts
+//! connections and serves until killed or until its standard input closes. `axum::serve` leaves
+//! Nagle's algorithm on; `--nodelay` sets `TCP_NODELAY` on every connection, as many
+//! production servers do.
 #![forbid(unsafe_code)]
 
 use std::io::Read;
@@ -11,9 +13,13 @@ use std::time::Duration;
 use quorumlock::Redlock;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let nodelay = args.first().is_some_and(|arg| arg == "--nodelay");
+    if nodelay {
+        args.remove(0);
+    }
     let Some((namespace, urls)) = args.split_first() else {
-        eprintln!("usage: bench-http NAMESPACE URL…");
+        eprintln!("usage: bench-http [--nodelay] NAMESPACE URL…");
         return ExitCode::from(2);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -27,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(namespace, urls)) {
+    match runtime.block_on(serve(namespace, urls, nodelay)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bench-http: {error}");
@@ -36,7 +42,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(namespace: &str, urls: &[String]) -> Result<(), String> {
+async fn serve(namespace: &str, urls: &[String], nodelay: bool) -> Result<(), String> {
     let redlock = Redlock::builder(urls.iter().cloned())
         .ttl(Duration::from_secs(10))
         .build()
@@ -45,6 +51,11 @@ async fn serve(namespace: &str, urls: &[String]) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |stream| {
+        if nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+    });
     println!("listening {address}");
     let app = quorumlock_bench::http_app::router(redlock, namespace);
     // The orchestrator closes our standard input when it is done, or when it dies.

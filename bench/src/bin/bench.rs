@@ -207,6 +207,7 @@ fn run(cli: &Cli, selection: &Selection) -> Results {
                             scenario,
                             client: client.id.to_owned(),
                             measured,
+                            requests: redis.requests(client.in_scripts),
                             redis,
                         };
                         eprintln!(" {}", summary(&run));
@@ -260,11 +261,12 @@ fn summary(run: &LockRun) -> String {
     let m = &run.measured;
     match run.scenario {
         Scenario::Handoff => format!(
-            "{} acq/s, gap p50 {:.2} ms p99 {:.2} ms, {:.1} cmds/acq, {} overlaps",
+            "{} acq/s, gap p50 {:.2} ms p99 {:.2} ms, {:.1} commands ({:.1} requests)/acq, {} overlaps",
             thousands(run.rate()),
             m.gap.map(|g| g.p50_us / 1000.0).unwrap_or(0.0),
             m.gap.map(|g| g.p99_us / 1000.0).unwrap_or(0.0),
             run.commands_per_op(),
+            run.requests_per_op(),
             m.overlaps
         ),
         _ => {
@@ -297,11 +299,12 @@ fn run_http(results: &mut Results, paths: &Paths, urls: &[String], nodes: usize,
         );
         return;
     }
-    let outcome = http_routes(results, paths, urls, nodes, run_id, &script);
-    let _ = std::fs::remove_file(&script);
-    if let Err(error) = outcome {
-        note(results, format!("S4: {error}"));
+    for nodelay in [false, true] {
+        if let Err(error) = http_routes(results, paths, urls, nodes, run_id, &script, nodelay) {
+            note(results, format!("S4: {error}"));
+        }
     }
+    let _ = std::fs::remove_file(&script);
 }
 
 fn http_routes(
@@ -311,9 +314,15 @@ fn http_routes(
     nodes: usize,
     run_id: u64,
     script: &Path,
+    nodelay: bool,
 ) -> Result<(), String> {
     let mut command = Command::new(paths.binaries.join("bench-http"));
-    command.arg(format!("bench:{run_id}:http:")).args(urls);
+    if nodelay {
+        command.arg("--nodelay");
+    }
+    command
+        .arg(format!("bench:{run_id}:http:{nodelay}:"))
+        .args(urls);
     let mut server = ChildProcess::spawn("bench-http", command)?;
     let address = server.wait_line(Duration::from_secs(30), "listening line", |line| {
         line.strip_prefix("listening ").map(str::to_owned)
@@ -323,7 +332,8 @@ fn http_routes(
     let warmup = Duration::from_millis(results.sizes.http_warmup_ms);
     let measured = Duration::from_millis(results.sizes.http_ms);
     for route in ["bare", "inline", "layer"] {
-        eprint!("bench: {nodes} nodes, S4 {route:<28}");
+        let label = format!("{route}{}", if nodelay { ", TCP_NODELAY" } else { "" });
+        eprint!("bench: {nodes} nodes, S4 {label:<28}");
         wrk::run(script, &base, &format!("/{route}/w"), load, warmup)?;
         let summary = wrk::run(script, &base, &format!("/{route}/m"), load, measured)?;
         eprintln!(
@@ -335,6 +345,7 @@ fn http_routes(
         results.http_runs.push(HttpRun {
             nodes,
             route: route.to_owned(),
+            nodelay,
             summary,
         });
         std::thread::sleep(SETTLE);
