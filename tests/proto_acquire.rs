@@ -634,3 +634,34 @@ fn a_retry_delay_too_far_to_represent_ends_the_retries() {
         assert!(pair[1] - pair[0] <= ms(2) + ms(1) + ms(10), "{starts:?}");
     }
 }
+
+/// The clean-up after the last failed attempt reports how long the other owner's keys live on
+/// each node; the error says when a quorum of nodes will be free of them: here the second
+/// longest of 5 s, 4 s and nothing, for 3 nodes and a quorum of 2.
+#[test]
+fn a_contended_failure_says_when_a_quorum_frees_up() {
+    for (clean_ups, expected) in [
+        ([5_000, 4_000, -2], Some(ms(4_000))),
+        ([-2, 7_000, 7_500], Some(ms(7_000))),
+        ([3_000, -2, -2], Some(ms(0))),
+        // A key without expiry: no promise can be made.
+        ([3_000, -1, 3_000], None),
+    ] {
+        let config = config(3, Retry::NONE);
+        let mut harness = start(&config, &["job"], 1);
+        assert_eq!(harness.new_transmits().len(), 3);
+        harness.at(ms(1)).reply(0, Reply::Nil);
+        harness.at(ms(1)).reply(1, Reply::Nil);
+        let clean_up = harness.new_transmits();
+        assert_eq!(clean_up.len(), 3);
+        for (node, ttl) in clean_ups.into_iter().enumerate() {
+            harness.at(ms(2)).reply(node, Reply::Integer(ttl));
+        }
+        match error_of(&harness) {
+            AcquireError::Contended { retry_after, .. } => {
+                assert_eq!(*retry_after, expected, "clean-up replies {clean_ups:?}")
+            }
+            other => panic!("expected contention, got {other}"),
+        }
+    }
+}

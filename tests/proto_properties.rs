@@ -20,7 +20,8 @@ use sim::{base_instant, request_ids, token};
 /// Ids the machines under test might issue, and ones they never will, for stray replies.
 const ID_POOL: usize = 64;
 /// Far more steps than any bounded operation needs; reaching it means a machine never ends.
-const MAX_STEPS: usize = 20_000;
+// Enough for a 10 s retry deadline at the 1 ms minimum pause, about a dozen steps an attempt.
+const MAX_STEPS: usize = 200_000;
 
 fn any_text() -> impl Strategy<Value = String> {
     prop_oneof![

@@ -147,8 +147,10 @@ impl<K, R> LockLayer<K, R> {
         self
     }
 
-    /// `Retry-After` of contended responses. Default: the lock TTL, which bounds how long the
-    /// holder's keys can outlive it; a holder that finishes releases sooner.
+    /// A fixed `Retry-After` for contended responses. Default: how long the holder's keys still
+    /// live on enough nodes for a quorum to be free, as the nodes report it (a holder that
+    /// finishes releases sooner, one that extends holds longer); the lock TTL when the nodes
+    /// could not tell.
     pub fn contended_retry_after(mut self, after: Duration) -> Self {
         self.policy.contended_retry_after = Some(after);
         self
@@ -292,7 +294,10 @@ impl<R: OnRejection> Policy<R> {
     /// Classifies a failed acquisition.
     pub(crate) fn acquire_failed(&self, error: quorumlock::Error, key: String) -> Rejection {
         let (kind, status, retry_after) = if error.is_contended() {
-            let after = self.contended_retry_after.unwrap_or_else(|| self.ttl());
+            let after = self
+                .contended_retry_after
+                .or_else(|| error.retry_after())
+                .unwrap_or_else(|| self.ttl());
             (
                 RejectionKind::Contended(error),
                 self.contended_status,

@@ -60,7 +60,7 @@ async fn a_second_request_for_a_held_resource_gets_423_with_retry_after() {
             .await
             .unwrap();
         assert_eq!(refused.status(), StatusCode::LOCKED);
-        // The holder's keys live at most one TTL (3 s) past its last extension.
+        // The nodes report the holder's keys expire in just under its 3 s TTL.
         assert_eq!(refused.headers()[RETRY_AFTER], "3");
         assert_eq!(refused.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
         let message = text(refused).await;
@@ -295,6 +295,30 @@ async fn on_rejection_replaces_the_default_answers() {
             .unwrap();
         assert_eq!(text(bad).await, r#"{"error":"bad key","key":""}"#);
         drop(holder);
+    })
+    .await;
+}
+
+/// `Retry-After` comes from how long the holder's keys still live on the nodes, not from this
+/// layer's TTL: a holder (here another client) whose keys expire in 1.5 s gets `2`.
+#[tokio::test]
+async fn retry_after_follows_the_holders_remaining_time() {
+    let nodes = Nodes::start(Duration::from_secs(30));
+    bounded(async {
+        for index in 0..3 {
+            nodes
+                .set_on(index, "test:foreign", "another-client", 1_500)
+                .await;
+        }
+        let (service, service_probe) = probe(|_| Response::new(Full::new(Bytes::new())));
+        let refused = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=foreign"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::LOCKED);
+        assert_eq!(refused.headers()[RETRY_AFTER], "2");
+        assert_eq!(service_probe.calls(), 0);
     })
     .await;
 }

@@ -72,6 +72,16 @@ impl Error {
         matches!(self, Self::Acquire(AcquireError::Contended { .. }))
     }
 
+    /// For a contended lock: how long until the holder's keys expire on enough nodes for a
+    /// quorum to be free, as the nodes reported it. The holder may release sooner (waiters of
+    /// this library are woken then) or extend.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Acquire(AcquireError::Contended { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether too few nodes could be reached.
     pub fn is_no_quorum(&self) -> bool {
         matches!(

@@ -66,6 +66,43 @@ fn classify_script(reply: &Reply) -> Vote {
     }
 }
 
+/// Shortest pause between attempts, whatever the retry policy says: with a zero delay and a
+/// deadline, a contended acquire would otherwise hammer the nodes in a tight loop.
+const MIN_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The clean-up reports a TTL, not a count: any integer means it ran.
+fn classify_clean_up(reply: &Reply) -> Vote {
+    match reply {
+        Reply::Integer(_) => Vote::Yes,
+        other => Vote::Failed(NodeError::from_reply(other)),
+    }
+}
+
+/// How long until a quorum of nodes is free of the other owner's keys, from the remaining TTLs
+/// the clean-up reported (a node without its keys counts as free now). `None` when too few
+/// nodes answered, or a key never expires.
+fn holder_remaining(
+    ttls: impl Iterator<Item = Option<i64>>,
+    config: &Config,
+) -> Option<std::time::Duration> {
+    let mut held = Vec::with_capacity(config.nodes());
+    for ttl in ttls.flatten() {
+        match ttl {
+            -1 => return None,
+            ttl => held.push(u64::try_from(ttl).unwrap_or(0)),
+        }
+    }
+    if held.len() < config.quorum() {
+        return None;
+    }
+    // Free once no more than `nodes − quorum` nodes still hold it: the
+    // (nodes − quorum + 1)-th longest TTL, counting unanswered nodes as free.
+    held.resize(config.nodes(), 0);
+    held.sort_unstable_by(|a, b| b.cmp(a));
+    held.get(config.nodes() - config.quorum())
+        .map(|ms| std::time::Duration::from_millis(*ms))
+}
+
 impl Acquire {
     /// Starts acquiring `resources` under `token`. `seed` drives the retry jitter; `now` is the
     /// moment just before the first request goes out.
@@ -157,7 +194,10 @@ impl Acquire {
                 let failure = if !decision.granted {
                     let refused = report.refused_count();
                     if refused > self.config.nodes() - self.config.quorum() {
-                        AcquireError::Contended { report }
+                        AcquireError::Contended {
+                            report,
+                            retry_after: None,
+                        }
                     } else {
                         AcquireError::NoQuorum {
                             report,
@@ -189,6 +229,7 @@ impl Acquire {
                     round: release_round(
                         &self.config,
                         &script::CLEAN_UP,
+                        classify_clean_up,
                         &self.resources,
                         &self.token,
                         &mut self.ids,
@@ -210,7 +251,11 @@ impl Acquire {
                     Some(at) if at <= now => self.start_attempt(now),
                     Some(until) => self.state = State::Waiting { until },
                     None => {
-                        self.outcome = Some(Err(failure.clone()));
+                        let mut failure = failure.clone();
+                        if let AcquireError::Contended { retry_after, .. } = &mut failure {
+                            *retry_after = holder_remaining(round.integers(), &self.config);
+                        }
+                        self.outcome = Some(Err(failure));
                         self.state = State::Done;
                     }
                 }
@@ -232,7 +277,11 @@ impl Acquire {
         }
         // A retry too far off to be represented never comes; a deadline too far off to be
         // represented never passes.
-        let at = failed_at.checked_add(self.rng.jittered(retry.delay, retry.jitter))?;
+        let pause = self
+            .rng
+            .jittered(retry.delay, retry.jitter)
+            .max(MIN_RETRY_PAUSE);
+        let at = failed_at.checked_add(pause)?;
         let past_deadline = retry
             .deadline
             .and_then(|deadline| self.started.checked_add(deadline))

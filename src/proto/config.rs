@@ -36,7 +36,7 @@ pub struct Settings {
 pub struct Retry {
     /// Attempts after the first one. `0` is a single try. Default 10.
     pub retries: u32,
-    /// Pause between attempts. Default 200 ms.
+    /// Pause between attempts. Default 200 ms; never less than 1 ms in effect.
     pub delay: Duration,
     /// Uniform random spread added to or taken from `delay`, so contenders do not retry in
     /// lock-step. Default 100 ms.

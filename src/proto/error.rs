@@ -13,6 +13,10 @@ pub enum AcquireError {
     Contended {
         /// Per-node outcome of the last attempt.
         report: Report,
+        /// How long until the holder's keys expire on enough nodes for a quorum to be free, as
+        /// the nodes reported it (the holder may release or extend before then). `None` when
+        /// too few nodes answered.
+        retry_after: Option<Duration>,
     },
     /// Too few nodes said yes, because nodes were down, slow or failing.
     NoQuorum {
@@ -36,7 +40,7 @@ impl AcquireError {
     /// Per-node outcome of the last attempt.
     pub fn report(&self) -> &Report {
         match self {
-            Self::Contended { report }
+            Self::Contended { report, .. }
             | Self::NoQuorum { report, .. }
             | Self::ValidityTooShort { report, .. } => report,
         }
@@ -46,7 +50,7 @@ impl AcquireError {
 impl fmt::Display for AcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Contended { report } => {
+            Self::Contended { report, .. } => {
                 write!(
                     f,
                     "lock already taken, locked nodes: {}",

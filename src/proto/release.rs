@@ -7,12 +7,12 @@ use super::config::Config;
 use super::lease::Lease;
 use super::operation::Operation;
 use super::report::{NodeError, Report};
-use super::round::{Policy, RequestIds, Round, Vote};
+use super::round::{Classify, Policy, RequestIds, Round, Vote};
 use super::script;
 use super::time::Instant;
 use super::token::Token;
 
-fn classify_release(reply: &Reply) -> Vote {
+pub(crate) fn classify_release(reply: &Reply) -> Vote {
     match reply {
         Reply::Integer(n) if *n > 0 => Vote::Yes,
         Reply::Integer(0) => Vote::No,
@@ -20,11 +20,12 @@ fn classify_release(reply: &Reply) -> Vote {
     }
 }
 
-/// A round that runs `script` (release or clean-up) on every node and waits for each node's
+/// A round that runs `script` (release or clean-up), read by `classify`, on every node and waits for each node's
 /// answer or deadline.
 pub(crate) fn release_round(
     config: &Config,
     script: &'static script::Script,
+    classify: Classify,
     resources: &Arc<[String]>,
     token: &Token,
     ids: &mut RequestIds,
@@ -38,7 +39,7 @@ pub(crate) fn release_round(
     );
     Round::new(
         command,
-        classify_release,
+        classify,
         Policy::All,
         config.nodes(),
         config.quorum(),
@@ -85,7 +86,15 @@ impl Release {
 
     fn for_keys(config: &Config, resources: Arc<[String]>, token: &Token, now: Instant) -> Self {
         let mut ids = RequestIds::default();
-        let round = release_round(config, &script::RELEASE, &resources, token, &mut ids, now);
+        let round = release_round(
+            config,
+            &script::RELEASE,
+            classify_release,
+            &resources,
+            token,
+            &mut ids,
+            now,
+        );
         Self {
             round,
             ids,

@@ -52,6 +52,8 @@ struct Slot {
     /// Set once the node said `NOSCRIPT` and the command goes again as `EVAL`.
     by_source: bool,
     latency: Option<Duration>,
+    /// The node's integer reply, for rounds whose scripts report a number.
+    integer: Option<i64>,
 }
 
 /// Hands out request ids that are unique within one operation, across its rounds.
@@ -104,6 +106,7 @@ impl Round {
                 deadline,
                 by_source: false,
                 latency: None,
+                integer: None,
             })
             .collect();
         Self {
@@ -194,6 +197,9 @@ impl Round {
         let index = node.index();
         let slot = &mut self.slots[index];
         slot.latency = Some(now.saturating_duration_since(slot.sent_at));
+        if let Reply::Integer(n) = reply {
+            slot.integer = Some(n);
+        }
         let status = match (&reply, self.command.kind()) {
             (Reply::Error(message), CommandKind::EvalSha(_))
                 if message.starts_with("NOSCRIPT") && !slot.by_source =>
@@ -251,6 +257,11 @@ impl Round {
                 at: now,
             });
         }
+    }
+
+    /// Each node's integer reply, in node order (`None`: no integer came back).
+    pub(crate) fn integers(&self) -> impl Iterator<Item = Option<i64>> + '_ {
+        self.slots.iter().map(|slot| slot.integer)
     }
 
     /// Per-node outcome so far; nodes still in flight show as [`NodeStatus::NoAnswer`].

@@ -72,21 +72,31 @@ return released
     sha1: "7d9576fce25b6b8effbd3bd920f7309826202ce8",
 };
 
-/// [`RELEASE`] without the announcement, for the clean-up after a failed acquire attempt: the
-/// lock was never held, and waking other waiters for it would only start futile attempts that
-/// fail, clean up and wake the next ones in turn.
+/// Clean-up after a failed acquire attempt: deletes each key that holds the token, like
+/// [`RELEASE`] but without the announcement — the lock was never held, and waking other
+/// waiters for it would only start futile attempts that fail, clean up and wake the next ones
+/// in turn. Returns the longest remaining TTL in milliseconds among the keys it left (another
+/// owner's), `-1` if one of them never expires, `-2` if none is left: how long the holder may
+/// keep this node, at no extra round trip.
 pub static CLEAN_UP: Script = Script {
     name: "clean-up",
-    source: r#"local released = 0
+    source: r#"local longest = -2
 for _, key in ipairs(KEYS) do
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
-    released = released + 1
+  else
+    local ttl = redis.call("PTTL", key)
+    if ttl == -1 then
+      return -1
+    end
+    if ttl > longest then
+      longest = ttl
+    end
   end
 end
-return released
+return longest
 "#,
-    sha1: "7909fc9aedbb7d4a809a90c1397894453e58a483",
+    sha1: "54f61c428ad981204dfce47981a8f4b58d7db041",
 };
 
 #[cfg(test)]

@@ -388,11 +388,23 @@ impl Node {
                 }
                 Reply::Integer(1)
             }
-            ("release" | "clean-up", _) => {
+            ("release", _) => {
                 let before = self.keys.len();
                 self.keys
                     .retain(|stored| !(keys.contains(&stored.name) && stored.value == token));
                 Reply::Integer((before - self.keys.len()) as i64)
+            }
+            ("clean-up", _) => {
+                self.keys
+                    .retain(|stored| !(keys.contains(&stored.name) && stored.value == token));
+                // The longest remaining TTL, in ms, of the keys left: another owner's.
+                let longest = self
+                    .keys
+                    .iter()
+                    .filter(|stored| keys.contains(&stored.name))
+                    .map(|stored| (stored.expires_at.saturating_sub(local) / 1_000_000) as i64)
+                    .max();
+                Reply::Integer(longest.unwrap_or(-2))
             }
             _ => Reply::Error(format!("ERR script {name} called with the wrong arguments")),
         }

@@ -41,7 +41,7 @@ fn tally(report: &Report) -> (usize, usize) {
 
 pub(crate) fn acquire(error: &AcquireError) -> String {
     match error {
-        AcquireError::Contended { report } => {
+        AcquireError::Contended { report, .. } => {
             format!(
                 "lock already taken, locked nodes: {}",
                 node_list(&report.refused())
