@@ -17,6 +17,7 @@ pub mod clients;
 pub mod core_cost;
 pub mod cpu;
 pub mod handoff;
+pub mod host_cpu;
 pub mod http_app;
 pub mod plan;
 pub mod protocol;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::plan::{ClientSpec, CLIENTS};
 use crate::protocol::{Percentiles, Scenario};
-use crate::results::{per, LockRun, Results};
+use crate::results::{per, LockRun, Results, NOISY};
 
 /// The client every target is about.
 const OURS: &str = "quorumlock";
@@ -37,6 +37,13 @@ pub fn render(results: &Results) -> String {
     http_table(&mut out, results);
     core_table(&mut out, results);
     targets_table(&mut out, results);
+    if results.lock_runs.iter().any(LockRun::is_noisy) {
+        let _ = writeln!(
+            out,
+            "\n† In the scenarios named, other processes kept more than {:.0}% of the cores busy during the measurement: those figures are disturbed.",
+            NOISY * 100.0
+        );
+    }
     if !results.notes.is_empty() {
         let _ = writeln!(out, "\nNotes:");
         for note in &results.notes {
@@ -81,7 +88,7 @@ fn pairs_table(out: &mut String, results: &Results, nodes: usize) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            client.label,
+            label(&client, &[s1, s2]),
             cell(s1, |run| thousands(run.rate())),
             ratio_cell(s1, floor_s1, LockRun::rate),
             cell(s1, |run| micros_pair(&run.measured.lock)),
@@ -128,7 +135,7 @@ fn handoff_table(out: &mut String, results: &Results, nodes: usize) {
         let _ = writeln!(
             out,
             "| {} | {} | {gap} | {:.1} | {:.1} | {:.1} | {} | {} |",
-            client.label,
+            label(&client, &[Some(run)]),
             thousands(run.rate()),
             run.commands_per_op(),
             run.requests_per_op(),
@@ -418,6 +425,21 @@ fn targets_table(out: &mut String, results: &Results) {
             None => "–",
         };
         let _ = writeln!(out, "| {} | {} | {met} |", target.what, target.measured);
+    }
+}
+
+/// The client's name, marked when a run of the row was disturbed by other processes.
+fn label(client: &ClientSpec, runs: &[Option<&LockRun>]) -> String {
+    let noisy: Vec<String> = runs
+        .iter()
+        .flatten()
+        .filter(|run| run.is_noisy())
+        .map(|run| run.scenario.label().to_owned())
+        .collect();
+    if noisy.is_empty() {
+        client.label.to_owned()
+    } else {
+        format!("{} † {}", client.label, noisy.join(", "))
     }
 }
 

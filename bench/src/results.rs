@@ -62,9 +62,20 @@ pub struct LockRun {
     pub redis: RedisDelta,
     /// Of `redis.commands`, those the client sent (the rest ran inside its scripts).
     pub requests: u64,
+    /// Share of all cores that processes other than the client and the nodes kept busy during
+    /// the window, when the machine tells.
+    pub other_cpu: Option<f64>,
 }
 
+/// Share of the cores other processes may use in a window before its figures are flagged.
+pub const NOISY: f64 = 0.10;
+
 impl LockRun {
+    /// Whether other processes were busy enough during the window to skew it.
+    pub fn is_noisy(&self) -> bool {
+        self.other_cpu.is_some_and(|share| share > NOISY)
+    }
+
     /// Pairs (S1, S2) or acquisitions (S3) per second.
     pub fn rate(&self) -> f64 {
         per(self.measured.ops as f64, self.measured.elapsed_s)

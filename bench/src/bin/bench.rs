@@ -18,8 +18,9 @@ use clap::Parser;
 use quorumlock::testing::RedisCluster;
 use quorumlock_bench::child::ChildProcess;
 use quorumlock_bench::clients::describe_retry;
+use quorumlock_bench::host_cpu;
 use quorumlock_bench::plan::{self, ClientSpec, Paths, Sizes, CLIENTS};
-use quorumlock_bench::protocol::Scenario;
+use quorumlock_bench::protocol::{Measured, Scenario};
 use quorumlock_bench::redis_stats::{Probe, RedisDelta};
 use quorumlock_bench::report::{self, thousands};
 use quorumlock_bench::results::{CoreRun, Environment, HttpRun, LockRun, Results};
@@ -201,7 +202,17 @@ fn run(cli: &Cli, selection: &Selection) -> Results {
                     client.label
                 );
                 match run_client(client, command, &mut probe, timeout) {
-                    Ok((measured, redis)) => {
+                    Ok(Window {
+                        measured,
+                        redis,
+                        busy,
+                        elapsed,
+                    }) => {
+                        let cores = results.environment.cores.max(1) as f64;
+                        let ours = (measured.cpu_us + redis.cpu_us) / 1e6;
+                        let other_cpu = busy.map(|busy| {
+                            ((busy.as_secs_f64() - ours) / (elapsed.as_secs_f64() * cores)).max(0.0)
+                        });
                         let run = LockRun {
                             nodes,
                             scenario,
@@ -209,6 +220,7 @@ fn run(cli: &Cli, selection: &Selection) -> Results {
                             measured,
                             requests: redis.requests(client.in_scripts),
                             redis,
+                            other_cpu,
                         };
                         eprintln!(" {}", summary(&run));
                         results.lock_runs.push(run);
@@ -240,26 +252,52 @@ fn run(cli: &Cli, selection: &Selection) -> Results {
     results
 }
 
+/// What one client's measured window produced, seen from the client and from outside.
+struct Window {
+    measured: Measured,
+    redis: RedisDelta,
+    /// CPU time all cores spent busy in the window, when the machine tells.
+    busy: Option<Duration>,
+    elapsed: Duration,
+}
+
 fn run_client(
     client: &ClientSpec,
     command: Command,
     probe: &mut Probe,
     timeout: Duration,
-) -> Result<(quorumlock_bench::protocol::Measured, RedisDelta), String> {
+) -> Result<Window, String> {
     let deadline = Instant::now() + timeout;
     let mut process = ChildProcess::spawn(client.label, command)?;
     process.wait_ready(timeout)?;
     let before = probe.snapshot()?;
+    let busy_before = host_cpu::busy_time();
+    let started = Instant::now();
     process.go()?;
     let measured = process.wait_result(deadline.saturating_duration_since(Instant::now()))?;
+    let elapsed = started.elapsed();
+    let busy = host_cpu::busy_time()
+        .zip(busy_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let after = probe.snapshot()?;
     process.finish(Duration::from_secs(10));
-    Ok((measured, RedisDelta::between(&before, &after)))
+    Ok(Window {
+        measured,
+        redis: RedisDelta::between(&before, &after),
+        busy,
+        elapsed,
+    })
 }
 
 fn summary(run: &LockRun) -> String {
     let m = &run.measured;
-    match run.scenario {
+    let noisy = match run.other_cpu {
+        Some(share) if run.is_noisy() => {
+            format!(" [other processes: {:.0}% of the cores]", share * 100.0)
+        }
+        _ => String::new(),
+    };
+    let figures = match run.scenario {
         Scenario::Handoff => format!(
             "{} acq/s, gap p50 {:.2} ms p99 {:.2} ms, {:.1} commands ({:.1} requests)/acq, {} overlaps",
             thousands(run.rate()),
@@ -269,17 +307,16 @@ fn summary(run: &LockRun) -> String {
             run.requests_per_op(),
             m.overlaps
         ),
-        _ => {
-            format!(
+        _ => format!(
             "{} pairs/s, lock p50 {:.0} µs, client CPU {:.1} µs/pair, Redis CPU {:.1} µs/pair{}",
             thousands(run.rate()),
             m.lock.p50_us,
             run.client_cpu_per_op(),
             run.redis_cpu_per_op(),
             if m.failures > 0 { format!(", {} failed locks", m.failures) } else { String::new() }
-        )
-        }
-    }
+        ),
+    };
+    figures + &noisy
 }
 
 fn run_http(results: &mut Results, paths: &Paths, urls: &[String], nodes: usize, run_id: u64) {
