@@ -174,10 +174,10 @@ pub(crate) async fn drive_with_wakeups<O: Operation>(
 ///
 /// One past its deadline is dropped, and the node hears of the timeout (enough of them in a row
 /// and it replaces a connection that may be half-open). One still within its deadline — the
-/// round was decided by a faster quorum — runs on in the background until that deadline instead
-/// of being cancelled: redis-rs does not even write a request whose caller has gone, so a
-/// slower node (often one still connecting) would never receive its SET or PEXPIRE, leaving the
-/// lock on a bare quorum that the loss of one more node breaks. A late SET that lands after a
+/// round was decided by a faster quorum — must still reach its node: redis-rs does not write a
+/// request whose caller has gone, so a node still connecting would never receive its SET or
+/// PEXPIRE, leaving the lock on a bare quorum that the loss of one more node breaks. Such a
+/// request runs on in the background until its deadline. A late SET that lands after a
 /// failed attempt's clean-up release is the same risk as one already on the wire; the key
 /// expires with its TTL.
 fn let_go(nodes: &[Node], request: InFlight, now: Instant) {
@@ -186,6 +186,13 @@ fn let_go(nodes: &[Node], request: InFlight, now: Instant) {
     };
     if request.deadline <= now {
         node.note_timeout();
+        return;
+    }
+    // On an open connection the request went into redis-rs's pipeline when it was first polled,
+    // and that connection's writer runs long before a quorum of replies can come back: dropping
+    // it now only discards the reply. Only a request still waiting for its connection would be
+    // lost, so only that one is worth a task of its own.
+    if node.is_connected() {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -17,6 +17,16 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client};
 use tracing::Instrument;
 
+/// Runs an operation inside its span, or bare when no subscriber wants the span: the
+/// instrumented wrapper would enter and leave the span on every poll for nothing.
+async fn traced<F: std::future::Future>(span: tracing::Span, operation: F) -> F::Output {
+    if span.is_disabled() {
+        operation.await
+    } else {
+        operation.instrument(span).await
+    }
+}
+
 use crate::proto::{
     Acquire, Config, Extend, ExtendError, Lease, Release, Released, Retry, Settings, Token,
 };
@@ -262,7 +272,7 @@ impl Redlock {
             resources = ?acquire.resources(),
             ttl_ms = config.ttl().as_millis() as u64,
         );
-        async {
+        traced(span, async {
             // Waiters of this client hear of its releases at once (see ReleaseSignals).
             let wakeups = (config.retry().retries > 0)
                 .then(|| (&self.shared.release_signals, acquire.shared_resources()));
@@ -278,38 +288,35 @@ impl Redlock {
                 }
             }
             outcome.map_err(Error::Acquire)
-        }
-        .instrument(span)
+        })
         .await
     }
 
     async fn extend_lease(&self, config: &Config, lease: &Lease) -> Result<Lease, ExtendError> {
         let extend = Extend::new(config, lease, clock::seed(), clock::now());
         let span = tracing::debug_span!("quorumlock.extend", resources = ?lease.resources());
-        async {
+        traced(span, async {
             let outcome = driver::drive(&self.shared.nodes, extend).await;
             match &outcome {
                 Ok(lease) => tracing::debug!(report = %lease.report(), "lock extended"),
                 Err(error) => tracing::debug!(%error, "lock not extended"),
             }
             outcome
-        }
-        .instrument(span)
+        })
         .await
     }
 
     async fn release_lease(&self, lease: &Lease) -> Released {
         let release = Release::for_lease(&self.shared.config, lease, clock::now());
         let span = tracing::debug_span!("quorumlock.release", resources = ?lease.resources());
-        async {
+        traced(span, async {
             let released = driver::drive(&self.shared.nodes, release).await;
             self.shared
                 .release_signals
                 .released(lease.resources(), lease.token().as_str());
             tracing::debug!(report = %released.report, "lock released");
             released
-        }
-        .instrument(span)
+        })
         .await
     }
 }

@@ -29,6 +29,11 @@ impl Node {
         async move { state.send(command).await }
     }
 
+    /// Whether the node has an open connection (requests to it are written without waiting).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.0.cached().is_some()
+    }
+
     /// Counts a request that got no reply in time; see [`NodeState::note_timeout`].
     pub(crate) fn note_timeout(&self) {
         self.0.note_timeout();
