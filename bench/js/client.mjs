@@ -1,11 +1,11 @@
-// One JavaScript client running one lock scenario, measured between the orchestrator's
-// snapshots: `node client.mjs CLIENT PARAMS_JSON`, where CLIENT is `npm-redlock` (npm redlock
+// One JavaScript client running one lock scenario, one measured round per go from the
+// orchestrator: `node client.mjs CLIENT PARAMS_JSON`, where CLIENT is `npm-redlock` (npm redlock
 // 5.0.0-beta.2) or `quorumlock-npm` (the quorumlock npm package, from $QUORUMLOCK_PKG_DIR).
 // Both use the same ioredis clients, one per node, with ioredis's defaults. The conversation
 // with the orchestrator is the one of the Rust clients (bench/src/protocol.rs): print `ready`,
-// wait for a line on standard input, run, print `result {json}`.
+// then for each line on standard input run a round and print `result {json}`, until standard
+// input closes.
 
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
@@ -146,14 +146,6 @@ function runScenario(client, phase) {
   }
 }
 
-async function waitForGo() {
-  process.stdout.write('ready\n');
-  const lines = createInterface({ input: process.stdin });
-  const [line] = await Promise.race([once(lines, 'line'), once(lines, 'close').then(() => [null])]);
-  lines.close();
-  if (line === null) throw new Error('the orchestrator went away');
-}
-
 async function main() {
   const redises = params.nodes.map((url) => new Redis(url));
   try {
@@ -166,28 +158,32 @@ async function main() {
     if (warmup.ops === 0) {
       throw new Error(`no lock acquired during warm-up (${warmup.failures} failures)`);
     }
-    await waitForGo();
-    const cpuBefore = process.cpuUsage();
-    const started = performance.now();
-    const tally = await runScenario(client, {
-      prefix: `${params.prefix}:measured`,
-      pairs: params.pairs,
-      durationMs: params.duration_ms,
-    });
-    const elapsedMs = performance.now() - started;
-    const cpu = process.cpuUsage(cpuBefore);
-    const measured = {
-      ops: tally.ops,
-      elapsed_s: elapsedMs / 1000,
-      lock: tally.lock.percentiles(),
-      release: tally.release.percentiles(),
-      gap: tally.gaps ? tally.gaps.percentiles() : null,
-      cpu_us: cpu.user + cpu.system,
-      failures: tally.failures,
-      overlaps: tally.overlaps,
-      settings: client.settings,
-    };
-    process.stdout.write(`result ${JSON.stringify(measured)}\n`);
+    process.stdout.write('ready\n');
+    let round = 0;
+    for await (const _go of createInterface({ input: process.stdin })) {
+      const cpuBefore = process.cpuUsage();
+      const started = performance.now();
+      const tally = await runScenario(client, {
+        prefix: `${params.prefix}:round${round}`,
+        pairs: params.pairs,
+        durationMs: params.duration_ms,
+      });
+      const elapsedMs = performance.now() - started;
+      const cpu = process.cpuUsage(cpuBefore);
+      const measured = {
+        ops: tally.ops,
+        elapsed_s: elapsedMs / 1000,
+        lock: tally.lock.percentiles(),
+        release: tally.release.percentiles(),
+        gap: tally.gaps ? tally.gaps.percentiles() : null,
+        cpu_us: cpu.user + cpu.system,
+        failures: tally.failures,
+        overlaps: tally.overlaps,
+        settings: client.settings,
+      };
+      process.stdout.write(`result ${JSON.stringify(measured)}\n`);
+      round += 1;
+    }
   } finally {
     for (const redis of redises) redis.disconnect();
   }

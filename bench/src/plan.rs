@@ -111,13 +111,16 @@ pub fn client(id: &str) -> Option<&'static ClientSpec> {
 /// The sizes of every scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sizes {
-    /// S1 pairs measured, and pairs run before.
+    /// Interleaved rounds the lock scenarios are split into; each client's median round is
+    /// reported.
+    pub rounds: usize,
+    /// S1 pairs measured in all rounds together, and pairs run before.
     pub latency_pairs: u64,
     /// See `latency_pairs`.
     pub latency_warmup_pairs: u64,
     /// S2 tasks.
     pub throughput_tasks: usize,
-    /// S2 measured time and warm-up, in milliseconds.
+    /// S2 measured time of all rounds together, and warm-up, in milliseconds.
     pub throughput_ms: u64,
     /// See `throughput_ms`.
     pub throughput_warmup_ms: u64,
@@ -125,7 +128,7 @@ pub struct Sizes {
     pub handoff_contenders: usize,
     /// S3 hold time, in microseconds.
     pub handoff_hold_us: u64,
-    /// S3 measured time and warm-up, in milliseconds.
+    /// S3 measured time of all rounds together, and warm-up, in milliseconds.
     pub handoff_ms: u64,
     /// See `handoff_ms`.
     pub handoff_warmup_ms: u64,
@@ -150,6 +153,7 @@ impl Sizes {
         };
         if quick {
             Self {
+                rounds: 3,
                 latency_pairs: 1_000,
                 latency_warmup_pairs: 200,
                 throughput_tasks: 64,
@@ -167,6 +171,7 @@ impl Sizes {
             }
         } else {
             Self {
+                rounds: 5,
                 latency_pairs: 5_000,
                 latency_warmup_pairs: 500,
                 throughput_tasks: 64,
@@ -185,8 +190,9 @@ impl Sizes {
         }
     }
 
-    /// The parameters of one client process.
+    /// The parameters of one client process; sizes are per round.
     pub fn params(&self, scenario: Scenario, nodes: Vec<String>, prefix: String) -> Params {
+        let rounds = self.rounds.max(1) as u64;
         let (tasks, duration_ms, warmup_ms) = match scenario {
             Scenario::Latency => (1, 0, 0),
             Scenario::Throughput => (
@@ -207,16 +213,16 @@ impl Sizes {
             ttl_ms: TTL_MS,
             retry_delay_ms: RETRY_DELAY_MS,
             retry_jitter_ms: RETRY_JITTER_MS,
-            pairs: self.latency_pairs,
+            pairs: self.latency_pairs / rounds,
             warmup_pairs: self.latency_warmup_pairs,
             tasks,
-            duration_ms,
+            duration_ms: duration_ms / rounds,
             warmup_ms,
             hold_us: self.handoff_hold_us,
         }
     }
 
-    /// Longest a client process may take, start to exit.
+    /// Longest a client process may take to warm up, or to run one round.
     pub fn client_timeout(&self, scenario: Scenario) -> Duration {
         let measured = match scenario {
             // Even the slowest peer does a pair in a few milliseconds.

@@ -1,10 +1,12 @@
 //! What the orchestrator and a client process say to each other.
 //!
 //! The orchestrator starts a client with two arguments, the client name and the [`Params`] as
-//! JSON. The client connects and warms up, prints [`READY`] on a line of its own, and waits for
-//! one line on its standard input: the orchestrator snapshots the Redis nodes' counters in
-//! between, so the measured window holds nothing but the scenario. The client then runs the
-//! scenario and prints [`RESULT_PREFIX`] followed by a [`Measured`] as JSON.
+//! JSON. The client connects and warms up, prints [`READY`] on a line of its own, and then runs
+//! one measured round for each line it reads on its standard input, printing
+//! [`RESULT_PREFIX`] followed by a [`Measured`] as JSON after each, until standard input
+//! closes. The orchestrator snapshots the Redis nodes' counters around each round, so a
+//! window holds nothing but that round, and it interleaves the rounds of all clients, so a
+//! disturbance or a drift of the machine falls on all of them alike.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,13 +57,13 @@ pub struct Params {
     pub retry_delay_ms: u64,
     /// Random spread around the pause, in milliseconds.
     pub retry_jitter_ms: u64,
-    /// S1: lock+release pairs to measure.
+    /// S1: lock+release pairs to measure per round.
     pub pairs: u64,
     /// S1: pairs to run before measuring.
     pub warmup_pairs: u64,
     /// S2: concurrent tasks; S3: contenders.
     pub tasks: usize,
-    /// S2, S3: how long to measure, in milliseconds.
+    /// S2, S3: how long to measure per round, in milliseconds.
     pub duration_ms: u64,
     /// S2, S3: how long to run before measuring, in milliseconds.
     pub warmup_ms: u64,

@@ -65,6 +65,11 @@ pub struct LockRun {
     /// Share of all cores that processes other than the client and the nodes kept busy during
     /// the window, when the machine tells.
     pub other_cpu: Option<f64>,
+    /// Pairs or acquisitions per second of every round, in the order they ran; the figures
+    /// above are those of the median round (among the undisturbed ones, if any).
+    pub round_rates: Vec<f64>,
+    /// `other_cpu` of every round.
+    pub round_other_cpu: Vec<Option<f64>>,
 }
 
 /// Share of the cores other processes may use in a window before its figures are flagged.

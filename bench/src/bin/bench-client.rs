@@ -1,4 +1,4 @@
-//! One Rust client running one lock scenario, measured between the orchestrator's snapshots.
+//! One Rust client running one lock scenario, one measured round per go from the orchestrator.
 //!
 //! `bench-client CLIENT PARAMS_JSON`, where CLIENT is `quorumlock`, `quorumlock-mt`, `rslock`,
 //! `redlock-rs` or `raw`. See `quorumlock_bench::protocol` for the conversation.
@@ -32,11 +32,7 @@ fn main() -> ExitCode {
         }
     };
     match run(client, &params) {
-        Ok(measured) => {
-            let json = serde_json::to_string(&measured).unwrap_or_default();
-            println!("{RESULT_PREFIX}{json}");
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{client}: {error}");
             ExitCode::FAILURE
@@ -44,7 +40,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(client: &str, params: &Params) -> Result<Measured, String> {
+fn run(client: &str, params: &Params) -> Result<(), String> {
     let ttl = Duration::from_millis(params.ttl_ms);
     let delay = Duration::from_millis(params.retry_delay_ms);
     let jitter = Duration::from_millis(params.retry_jitter_ms);
@@ -127,29 +123,60 @@ fn run_async<L: Locker>(
     locker: L,
     params: &Params,
     settings: String,
-) -> Result<Measured, String> {
+) -> Result<(), String> {
     let warmup = runtime.block_on(run_scenario(&locker, params, &warmup_of(params)));
     check_warmup(&warmup)?;
-    wait_for_go()?;
-    let window = Window::open();
-    let tally = runtime.block_on(run_scenario(&locker, params, &Phase::measured(params)));
-    Ok(window.close(tally, settings))
+    rounds(
+        |phase| runtime.block_on(run_scenario(&locker, params, phase)),
+        params,
+        &settings,
+    )
 }
 
 fn run_blocking<L: BlockingLocker>(
     locker: &L,
     params: &Params,
     settings: String,
-) -> Result<Measured, String> {
+) -> Result<(), String> {
     let warmup = run_scenario_blocking(locker, params, &warmup_of(params));
     check_warmup(&warmup)?;
-    wait_for_go()?;
-    let window = Window::open();
-    let tally = run_scenario_blocking(locker, params, &Phase::measured(params));
-    Ok(window.close(tally, settings))
+    rounds(
+        |phase| run_scenario_blocking(locker, params, phase),
+        params,
+        &settings,
+    )
 }
 
-/// The sizes of one run of a scenario: the warm-up or the measured one.
+/// Says it is ready, then runs one measured round per line on standard input and prints its
+/// result, until standard input closes.
+fn rounds(
+    mut measure: impl FnMut(&Phase) -> Tally,
+    params: &Params,
+    settings: &str,
+) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{READY}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| e.to_string())?;
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    for round in 0.. {
+        line.clear();
+        if stdin.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+        let window = Window::open();
+        let tally = measure(&Phase::measured(params, round));
+        let json = serde_json::to_string(&window.close(tally, settings.to_owned()))
+            .map_err(|e| e.to_string())?;
+        writeln!(stdout, "{RESULT_PREFIX}{json}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The sizes of one run of a scenario: the warm-up or a measured round.
 struct Phase {
     prefix: String,
     pairs: u64,
@@ -157,9 +184,9 @@ struct Phase {
 }
 
 impl Phase {
-    fn measured(params: &Params) -> Self {
+    fn measured(params: &Params, round: u32) -> Self {
         Self {
-            prefix: format!("{}:measured", params.prefix),
+            prefix: format!("{}:round{round}", params.prefix),
             pairs: params.pairs,
             duration: Duration::from_millis(params.duration_ms),
         }
@@ -208,20 +235,6 @@ fn run_scenario_blocking<L: BlockingLocker>(locker: &L, params: &Params, phase: 
             let hold = Duration::from_micros(params.hold_us);
             scenario::handoff_blocking(locker, &phase.prefix, params.tasks, hold, phase.duration)
         }
-    }
-}
-
-/// Tells the orchestrator the client is warm, and waits for its go.
-fn wait_for_go() -> Result<(), String> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{READY}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) => Err("the orchestrator went away".to_owned()),
-        Ok(_) => Ok(()),
-        Err(error) => Err(error.to_string()),
     }
 }
 

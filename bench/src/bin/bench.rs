@@ -23,7 +23,7 @@ use quorumlock_bench::plan::{self, ClientSpec, Paths, Sizes, CLIENTS};
 use quorumlock_bench::protocol::{Measured, Scenario};
 use quorumlock_bench::redis_stats::{Probe, RedisDelta};
 use quorumlock_bench::report::{self, thousands};
-use quorumlock_bench::results::{CoreRun, Environment, HttpRun, LockRun, Results};
+use quorumlock_bench::results::{CoreRun, Environment, HttpRun, LockRun, Results, NOISY};
 use quorumlock_bench::wrk::{self, Load};
 
 /// Side-by-side Redlock benchmarks.
@@ -54,9 +54,9 @@ struct Cli {
     npm_package: Option<PathBuf>,
 }
 
-/// Pause between two client processes, so one's stragglers (closing sockets, connections in
-/// TIME_WAIT, a last release) do not land in the next one's window.
-const SETTLE: Duration = Duration::from_millis(300);
+/// Pause between two measured windows, so one's stragglers (a last release, closing sockets)
+/// do not land in the next one's.
+const SETTLE: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -185,59 +185,16 @@ fn run(cli: &Cli, selection: &Selection) -> Results {
             }
         };
         for scenario in Scenario::ALL {
-            if !selection.has_lock(scenario) {
-                continue;
-            }
-            for client in &clients {
-                if scenario == Scenario::Handoff && !client.contends {
-                    continue;
-                }
-                let prefix = format!("bench:{run_id}:{nodes}:{}:{}", scenario.label(), client.id);
-                let params = results.sizes.params(scenario, urls.clone(), prefix);
-                let command = paths.client_command(client, &params);
-                let timeout = results.sizes.client_timeout(scenario);
-                eprint!(
-                    "bench: {nodes} nodes, {} {:<28}",
-                    scenario.label(),
-                    client.label
+            if selection.has_lock(scenario) {
+                run_scenario(
+                    &mut results,
+                    &paths,
+                    &clients,
+                    scenario,
+                    &urls,
+                    &mut probe,
+                    run_id,
                 );
-                match run_client(client, command, &mut probe, timeout) {
-                    Ok(Window {
-                        measured,
-                        redis,
-                        busy,
-                        elapsed,
-                    }) => {
-                        let cores = results.environment.cores.max(1) as f64;
-                        let ours = (measured.cpu_us + redis.cpu_us) / 1e6;
-                        let other_cpu = busy.map(|busy| {
-                            ((busy.as_secs_f64() - ours) / (elapsed.as_secs_f64() * cores)).max(0.0)
-                        });
-                        let run = LockRun {
-                            nodes,
-                            scenario,
-                            client: client.id.to_owned(),
-                            measured,
-                            requests: redis.requests(client.in_scripts),
-                            redis,
-                            other_cpu,
-                        };
-                        eprintln!(" {}", summary(&run));
-                        results.lock_runs.push(run);
-                    }
-                    Err(error) => {
-                        eprintln!(" failed");
-                        note(
-                            &mut results,
-                            format!(
-                                "{nodes} nodes, {} {}: {error}",
-                                scenario.label(),
-                                client.label
-                            ),
-                        );
-                    }
-                }
-                std::thread::sleep(SETTLE);
             }
         }
         if wants_http {
@@ -252,40 +209,164 @@ fn run(cli: &Cli, selection: &Selection) -> Results {
     results
 }
 
-/// What one client's measured window produced, seen from the client and from outside.
-struct Window {
-    measured: Measured,
-    redis: RedisDelta,
-    /// CPU time all cores spent busy in the window, when the machine tells.
-    busy: Option<Duration>,
-    elapsed: Duration,
+/// Runs every client of `scenario` in interleaved rounds and records each client's median
+/// round: all clients start and warm up first (one at a time), then each round gives every
+/// client one measured window in turn, starting with a different client each round.
+fn run_scenario(
+    results: &mut Results,
+    paths: &Paths,
+    clients: &[&'static ClientSpec],
+    scenario: Scenario,
+    urls: &[String],
+    probe: &mut Probe,
+    run_id: u64,
+) {
+    let nodes = urls.len();
+    let timeout = results.sizes.client_timeout(scenario);
+    let mut live: Vec<Contender> = Vec::new();
+    for client in clients {
+        if scenario == Scenario::Handoff && !client.contends {
+            continue;
+        }
+        let prefix = format!("bench:{run_id}:{nodes}:{}:{}", scenario.label(), client.id);
+        let params = results.sizes.params(scenario, urls.to_vec(), prefix);
+        let started = ChildProcess::spawn(client.label, paths.client_command(client, &params))
+            .and_then(|mut process| process.wait_ready(timeout).map(|()| process));
+        match started {
+            Ok(process) => live.push(Contender {
+                client,
+                process: Some(process),
+                rounds: Vec::new(),
+            }),
+            Err(error) => note(
+                results,
+                format!(
+                    "{nodes} nodes, {} {}: {error}",
+                    scenario.label(),
+                    client.label
+                ),
+            ),
+        }
+    }
+    let cores = results.environment.cores.max(1) as f64;
+    for round in 0..results.sizes.rounds {
+        let contenders = live.len();
+        for turn in 0..contenders {
+            let contender = &mut live[(turn + round) % contenders];
+            let Some(process) = contender.process.as_mut() else {
+                continue;
+            };
+            match measure_round(process, probe, timeout, cores) {
+                Ok(window) => contender.rounds.push(window),
+                Err(error) => {
+                    contender.process = None;
+                    note(
+                        results,
+                        format!(
+                            "{nodes} nodes, {} {}: {error}",
+                            scenario.label(),
+                            contender.client.label
+                        ),
+                    );
+                }
+            }
+            std::thread::sleep(SETTLE);
+        }
+    }
+    for contender in live {
+        if let Some(process) = contender.process {
+            process.finish(Duration::from_secs(10));
+        }
+        let Some(run) = median_run(nodes, scenario, contender.client, contender.rounds) else {
+            continue;
+        };
+        eprintln!(
+            "bench: {nodes} nodes, {} {:<28} {}",
+            scenario.label(),
+            contender.client.label,
+            summary(&run)
+        );
+        results.lock_runs.push(run);
+    }
 }
 
-fn run_client(
-    client: &ClientSpec,
-    command: Command,
+/// A client process of a scenario and the rounds it has run.
+struct Contender {
+    client: &'static ClientSpec,
+    /// `None` once it failed.
+    process: Option<ChildProcess>,
+    rounds: Vec<Round>,
+}
+
+/// One measured round, seen from the client and from outside.
+struct Round {
+    measured: Measured,
+    redis: RedisDelta,
+    /// Share of the cores other processes kept busy, when the machine tells.
+    other_cpu: Option<f64>,
+}
+
+impl Round {
+    fn rate(&self) -> f64 {
+        quorumlock_bench::results::per(self.measured.ops as f64, self.measured.elapsed_s)
+    }
+}
+
+fn measure_round(
+    process: &mut ChildProcess,
     probe: &mut Probe,
     timeout: Duration,
-) -> Result<Window, String> {
-    let deadline = Instant::now() + timeout;
-    let mut process = ChildProcess::spawn(client.label, command)?;
-    process.wait_ready(timeout)?;
+    cores: f64,
+) -> Result<Round, String> {
     let before = probe.snapshot()?;
     let busy_before = host_cpu::busy_time();
     let started = Instant::now();
     process.go()?;
-    let measured = process.wait_result(deadline.saturating_duration_since(Instant::now()))?;
+    let measured = process.wait_result(timeout)?;
     let elapsed = started.elapsed();
     let busy = host_cpu::busy_time()
         .zip(busy_before)
         .map(|(after, before)| after.saturating_sub(before));
     let after = probe.snapshot()?;
-    process.finish(Duration::from_secs(10));
-    Ok(Window {
+    let redis = RedisDelta::between(&before, &after);
+    let ours = (measured.cpu_us + redis.cpu_us) / 1e6;
+    let other_cpu =
+        busy.map(|busy| ((busy.as_secs_f64() - ours) / (elapsed.as_secs_f64() * cores)).max(0.0));
+    Ok(Round {
         measured,
-        redis: RedisDelta::between(&before, &after),
-        busy,
-        elapsed,
+        redis,
+        other_cpu,
+    })
+}
+
+/// The round with the median rate, among the undisturbed rounds if there are any.
+fn median_run(
+    nodes: usize,
+    scenario: Scenario,
+    client: &ClientSpec,
+    rounds: Vec<Round>,
+) -> Option<LockRun> {
+    let round_rates = rounds.iter().map(Round::rate).collect();
+    let round_other_cpu = rounds.iter().map(|round| round.other_cpu).collect();
+    let quiet = |round: &Round| round.other_cpu.is_none_or(|share| share <= NOISY);
+    let any_quiet = rounds.iter().any(quiet);
+    let mut chosen: Vec<Round> = rounds
+        .into_iter()
+        .filter(|round| !any_quiet || quiet(round))
+        .collect();
+    chosen.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let median = chosen.len().checked_sub(1)? / 2;
+    let round = chosen.into_iter().nth(median)?;
+    Some(LockRun {
+        nodes,
+        scenario,
+        client: client.id.to_owned(),
+        requests: round.redis.requests(client.in_scripts),
+        measured: round.measured,
+        redis: round.redis,
+        other_cpu: round.other_cpu,
+        round_rates,
+        round_other_cpu,
     })
 }
 
