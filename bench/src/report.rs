@@ -68,10 +68,11 @@ fn pairs_table(out: &mut String, results: &Results, nodes: usize) {
     }
     let _ = writeln!(
         out,
-        "\n#### {nodes} nodes: S1 latency ({} sequential pairs) · S2 throughput ({} tasks, {} s)\n",
+        "\n#### {nodes} nodes: S1 latency ({} sequential pairs) · S2 throughput ({} tasks, {} s) — median of {rounds} interleaved rounds\n",
         thousands(sizes.latency_pairs as f64),
         sizes.throughput_tasks,
         sizes.throughput_ms as f64 / 1000.0,
+        rounds = sizes.rounds,
     );
     out.push_str("| client | S1 pairs/s | ×floor | S1 lock p50/p99 µs | S1 release p50/p99 µs | S2 pairs/s | ×floor | S2 lock p50/p99 µs | client CPU µs/pair | ×floor | Redis CPU µs/pair | Redis commands/pair |\n");
     out.push_str(
@@ -116,10 +117,11 @@ fn handoff_table(out: &mut String, results: &Results, nodes: usize) {
     }
     let _ = writeln!(
         out,
-        "\n#### {nodes} nodes: S3 hand-off ({} contenders on one resource, ~{} ms hold, {} s)\n",
+        "\n#### {nodes} nodes: S3 hand-off ({} contenders on one resource, ~{} ms hold, {} s) — median of {rounds} interleaved rounds\n",
         sizes.handoff_contenders,
         sizes.handoff_hold_us as f64 / 1000.0,
         sizes.handoff_ms as f64 / 1000.0,
+        rounds = sizes.rounds,
     );
     out.push_str("| client | acquisitions/s | hand-off gap p50/p99 ms | Redis commands/acquisition | of which requests | Redis CPU µs/acquisition | overlaps | lock calls out of retries |\n");
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
