@@ -76,9 +76,18 @@ async fn a_release_wakes_the_next_waiter_of_the_same_client() {
 /// Scripts run so far on a node other than the lock's own SET: here, each waiter's clean-up
 /// after its failed first attempt.
 async fn clean_ups(url: &str) -> i64 {
+    calls(url, &["cmdstat_evalsha", "cmdstat_eval"]).await
+}
+
+/// How many times the node ran the given commands (`INFO commandstats`), scripts' calls included.
+async fn calls(url: &str, commands: &[&str]) -> i64 {
     let info: String = query(url, redis::cmd("INFO").arg("commandstats")).await;
     info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter(|line| {
+            commands
+                .iter()
+                .any(|command| line.starts_with(&format!("{command}:")))
+        })
         .filter_map(|line| {
             line.split("calls=")
                 .nth(1)?
@@ -88,6 +97,33 @@ async fn clean_ups(url: &str) -> i64 {
                 .ok()
         })
         .sum()
+}
+
+/// A release nobody waits for announces nothing, so it costs what a plain compare-and-delete
+/// costs; a waiter's failed attempt marks the key, and the holder's release is then announced
+/// on every node.
+#[tokio::test]
+async fn only_releases_somebody_waits_for_are_announced() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let holder = Redlock::new(urls.clone()).unwrap();
+        let waiter = Redlock::new(urls.clone()).unwrap();
+        holder.lock("quiet").await.unwrap().release().await;
+        for url in &urls {
+            assert_eq!(calls(url, &["cmdstat_publish"]).await, 0, "{url}");
+        }
+
+        let lock = holder.lock("busy").await.unwrap();
+        let refused = waiter.try_lock("busy").await.unwrap_err();
+        assert!(refused.is_contended(), "{refused}");
+        let released = lock.release().await;
+        assert!(released.is_clean(), "{}", released.report);
+        for url in &urls {
+            assert_eq!(calls(url, &["cmdstat_publish"]).await, 1, "{url}");
+        }
+    })
+    .await;
 }
 
 /// A client in another process hears of the release over Pub/Sub and retries at once, instead

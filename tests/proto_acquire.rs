@@ -304,7 +304,10 @@ fn fail_first_attempt(seed: u64, retry: Retry) -> Harness<Acquire> {
     assert_eq!(nodes_of(&releases), [0, 1, 2]);
     for release in &releases {
         assert_eq!(script_name(release), Some("clean-up"));
-        assert_eq!(release.command.to_string(), "EVALSHA clean-up 1 job tok-a");
+        assert_eq!(
+            release.command.to_string(),
+            "EVALSHA clean-up 2 job quorumlock:waiting:job tok-a 10000"
+        );
         assert_eq!(release.deadline, harness.base() + ms(6) + ms(200));
     }
     harness.at(ms(8)).reply(0, Reply::Integer(0));

@@ -47,7 +47,10 @@ fn every_node_gets_a_compare_and_delete_at_once() {
     for (node, transmit) in sent.iter().enumerate() {
         assert_eq!(transmit.node, NodeId::new(node));
         assert!(matches!(transmit.command.kind(), CommandKind::EvalSha(s) if s.name == "release"));
-        assert_eq!(transmit.command.to_string(), "EVALSHA release 2 a b tok-a");
+        assert_eq!(
+            transmit.command.to_string(),
+            "EVALSHA release 4 a b quorumlock:waiting:a quorumlock:waiting:b tok-a"
+        );
         assert_eq!(transmit.command.ttl_ms(), None);
         assert_eq!(transmit.deadline, harness.base() + ms(200));
     }

@@ -7,7 +7,7 @@ use super::config::Config;
 use super::error::{check_resources, AcquireError, ResourceError};
 use super::lease::Lease;
 use super::operation::Operation;
-use super::release::release_round;
+use super::release::{release_round, Deletion};
 use super::report::NodeError;
 use super::rng::JitterRng;
 use super::round::{Policy, RequestIds, Round, Vote};
@@ -69,14 +69,6 @@ fn classify_script(reply: &Reply) -> Vote {
 /// Shortest pause between attempts, whatever the retry policy says: with a zero delay and a
 /// deadline, a contended acquire would otherwise hammer the nodes in a tight loop.
 const MIN_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The clean-up reports a TTL, not a count: any integer means it ran.
-fn classify_clean_up(reply: &Reply) -> Vote {
-    match reply {
-        Reply::Integer(_) => Vote::Yes,
-        other => Vote::Failed(NodeError::from_reply(other)),
-    }
-}
 
 /// How long until a quorum of nodes is free of the other owner's keys, from the remaining TTLs
 /// the clean-up reported (a node without its keys counts as free now). `None` when too few
@@ -228,8 +220,7 @@ impl Acquire {
                 self.state = State::Releasing {
                     round: release_round(
                         &self.config,
-                        &script::CLEAN_UP,
-                        classify_clean_up,
+                        Deletion::CleanUp,
                         &self.resources,
                         &self.token,
                         &mut self.ids,

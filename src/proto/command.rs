@@ -80,6 +80,8 @@ impl fmt::Display for Arg<'_> {
 pub struct Command {
     kind: CommandKind,
     keys: Arc<[String]>,
+    /// Waiter markers of the keys, passed in `KEYS` after them (release and clean-up scripts).
+    markers: Option<Arc<[String]>>,
     token: Token,
     ttl_ms: Option<u64>,
 }
@@ -94,9 +96,21 @@ impl Command {
         Self {
             kind,
             keys,
+            markers: None,
             token,
             ttl_ms,
         }
+    }
+
+    /// The same command with the keys' waiter markers appended to `KEYS`.
+    pub(crate) fn with_markers(mut self, markers: Arc<[String]>) -> Self {
+        self.markers = Some(markers);
+        self
+    }
+
+    /// The waiter markers passed after the keys, if any.
+    pub fn markers(&self) -> &[String] {
+        self.markers.as_deref().unwrap_or_default()
     }
 
     /// How the command is sent.
@@ -140,7 +154,9 @@ impl Command {
         let tail = 1 + usize::from(self.ttl_ms.is_some());
         match self.kind {
             CommandKind::SetNx => 1 + self.keys.len() + tail + 2,
-            CommandKind::EvalSha(_) | CommandKind::Eval(_) => 3 + self.keys.len() + tail,
+            CommandKind::EvalSha(_) | CommandKind::Eval(_) => {
+                3 + self.keys.len() + self.markers().len() + tail
+            }
         }
     }
 
@@ -165,8 +181,8 @@ impl Command {
                     f(Arg::Str("EVALSHA"));
                     f(Arg::Str(script.sha1));
                 }
-                f(Arg::Int(self.keys.len() as u64));
-                for key in self.keys.iter() {
+                f(Arg::Int((self.keys.len() + self.markers().len()) as u64));
+                for key in self.keys.iter().chain(self.markers()) {
                     f(Arg::Str(key));
                 }
                 f(Arg::Str(self.token.as_str()));

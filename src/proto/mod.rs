@@ -28,6 +28,6 @@ pub use lease::Lease;
 pub use operation::Operation;
 pub use release::{Release, Released};
 pub use report::{NodeError, NodeErrorKind, NodeReport, NodeStatus, Report};
-pub use script::{Script, RELEASED_CHANNEL_PREFIX};
+pub use script::{Script, RELEASED_CHANNEL_PREFIX, WAITING_MARKER_PREFIX};
 pub use time::Instant;
 pub use token::{Token, TokenError};

@@ -12,7 +12,7 @@ use super::script;
 use super::time::Instant;
 use super::token::Token;
 
-pub(crate) fn classify_release(reply: &Reply) -> Vote {
+fn classify_release(reply: &Reply) -> Vote {
     match reply {
         Reply::Integer(n) if *n > 0 => Vote::Yes,
         Reply::Integer(0) => Vote::No,
@@ -20,23 +20,49 @@ pub(crate) fn classify_release(reply: &Reply) -> Vote {
     }
 }
 
-/// A round that runs `script` (release or clean-up), read by `classify`, on every node and waits for each node's
-/// answer or deadline.
+/// Which compare-and-delete a round runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deletion {
+    /// A holder lets go: [`script::RELEASE`], announced to waiters.
+    Release,
+    /// A failed attempt tidies up: [`script::CLEAN_UP`], silent, leaving waiter markers that
+    /// live one TTL.
+    CleanUp,
+}
+
+/// The clean-up reports a TTL, not a count: any integer means it ran.
+fn classify_clean_up(reply: &Reply) -> Vote {
+    match reply {
+        Reply::Integer(_) => Vote::Yes,
+        other => Vote::Failed(NodeError::from_reply(other)),
+    }
+}
+
+/// A round that runs `deletion` for our keys on every node, and waits for each node's answer or
+/// deadline.
 pub(crate) fn release_round(
     config: &Config,
-    script: &'static script::Script,
-    classify: Classify,
+    deletion: Deletion,
     resources: &Arc<[String]>,
     token: &Token,
     ids: &mut RequestIds,
     now: Instant,
 ) -> Round {
+    let (script, classify, marker_ttl_ms): (_, Classify, _) = match deletion {
+        Deletion::Release => (&script::RELEASE, classify_release, None),
+        Deletion::CleanUp => (
+            &script::CLEAN_UP,
+            classify_clean_up,
+            Some(config.ttl().as_millis() as u64),
+        ),
+    };
     let command = Command::new(
         CommandKind::EvalSha(script),
         resources.clone(),
         token.clone(),
-        None,
-    );
+        marker_ttl_ms,
+    )
+    .with_markers(script::waiting_markers(resources));
     Round::new(
         command,
         classify,
@@ -86,15 +112,7 @@ impl Release {
 
     fn for_keys(config: &Config, resources: Arc<[String]>, token: &Token, now: Instant) -> Self {
         let mut ids = RequestIds::default();
-        let round = release_round(
-            config,
-            &script::RELEASE,
-            classify_release,
-            &resources,
-            token,
-            &mut ids,
-            now,
-        );
+        let round = release_round(config, Deletion::Release, &resources, token, &mut ids, now);
         Self {
             round,
             ids,

@@ -54,49 +54,71 @@ return 1
 /// other processes subscribe to it to retry at once instead of sleeping out their delay.
 pub const RELEASED_CHANNEL_PREFIX: &str = "quorumlock:released:";
 
-/// Deletes each key that still holds the token (compare-and-delete) and announces each deleted
-/// key on its release channel. Returns how many keys were deleted; deleting nothing is not an
-/// error, so release is idempotent.
+/// Prefix of the marker a waiter leaves beside a key it found taken (`quorumlock:waiting:k`,
+/// set by [`CLEAN_UP`] with the waiter's TTL). [`RELEASE`] announces a release only when the
+/// marker exists, and reads it with the same `MGET` that reads the token: a release nobody
+/// waits for costs the two calls a plain compare-and-delete costs.
+pub const WAITING_MARKER_PREFIX: &str = "quorumlock:waiting:";
+
+/// The waiter markers of `keys`, in order.
+pub(crate) fn waiting_markers(keys: &[String]) -> std::sync::Arc<[String]> {
+    keys.iter()
+        .map(|key| format!("{WAITING_MARKER_PREFIX}{key}"))
+        .collect()
+}
+
+/// Deletes each key that still holds the token (compare-and-delete) and, where a waiter left
+/// its marker, announces the release on the key's channel. `KEYS` holds the keys, then their
+/// markers. Returns how many keys were deleted; deleting nothing is not an error, so release is
+/// idempotent.
 pub static RELEASE: Script = Script {
     name: "release",
-    source: r#"local released = 0
-for _, key in ipairs(KEYS) do
-  if redis.call("GET", key) == ARGV[1] then
-    redis.call("DEL", key)
-    redis.call("PUBLISH", "quorumlock:released:" .. key, ARGV[1])
+    source: r#"local n = #KEYS / 2
+local released = 0
+for i = 1, n do
+  local values = redis.call("MGET", KEYS[i], KEYS[n + i])
+  if values[1] == ARGV[1] then
+    redis.call("DEL", KEYS[i])
     released = released + 1
+    if values[2] then
+      redis.call("PUBLISH", "quorumlock:released:" .. KEYS[i], ARGV[1])
+    end
   end
 end
 return released
 "#,
-    sha1: "7d9576fce25b6b8effbd3bd920f7309826202ce8",
+    sha1: "867cb3e4c01b0718e26f0f3f3b8b7902813c6053",
 };
 
 /// Clean-up after a failed acquire attempt: deletes each key that holds the token, like
-/// [`RELEASE`] but without the announcement — the lock was never held, and waking other
-/// waiters for it would only start futile attempts that fail, clean up and wake the next ones
-/// in turn. Returns the longest remaining TTL in milliseconds among the keys it left (another
-/// owner's), `-1` if one of them never expires, `-2` if none is left: how long the holder may
-/// keep this node, at no extra round trip.
+/// [`RELEASE`] but without any announcement — the lock was never held, and waking other
+/// waiters for it would only start futile attempts. For each key held by another owner it
+/// leaves a waiter marker (`ARGV[2]`: its lifetime in ms), so that owner's release announces
+/// itself. `KEYS` holds the keys, then their markers. Returns the longest remaining TTL in
+/// milliseconds among the other owner's keys, `-1` if one never expires, `-2` if none is left:
+/// how long the holder may keep this node, at no extra round trip.
 pub static CLEAN_UP: Script = Script {
     name: "clean-up",
-    source: r#"local longest = -2
-for _, key in ipairs(KEYS) do
-  if redis.call("GET", key) == ARGV[1] then
-    redis.call("DEL", key)
+    source: r#"local n = #KEYS / 2
+local longest = -2
+for i = 1, n do
+  if redis.call("GET", KEYS[i]) == ARGV[1] then
+    redis.call("DEL", KEYS[i])
   else
-    local ttl = redis.call("PTTL", key)
-    if ttl == -1 then
-      return -1
+    local ttl = redis.call("PTTL", KEYS[i])
+    if ttl ~= -2 then
+      redis.call("SET", KEYS[n + i], "1", "PX", ARGV[2])
     end
-    if ttl > longest then
+    if ttl == -1 or longest == -1 then
+      longest = -1
+    elseif ttl > longest then
       longest = ttl
     end
   end
 end
 return longest
 "#,
-    sha1: "54f61c428ad981204dfce47981a8f4b58d7db041",
+    sha1: "5ce7f17e88253212a032ce2bb8a8c8d974209064",
 };
 
 #[cfg(test)]
@@ -115,7 +137,12 @@ mod tests {
     fn the_release_script_announces_on_the_documented_channel() {
         assert!(RELEASE
             .source
-            .contains(&format!("\"{RELEASED_CHANNEL_PREFIX}\" .. key")));
+            .contains(&format!("\"{RELEASED_CHANNEL_PREFIX}\" .. KEYS[i]")));
         assert!(!CLEAN_UP.source.contains("PUBLISH"));
+        assert!(CLEAN_UP.source.contains("KEYS[n + i]") && RELEASE.source.contains("KEYS[n + i]"));
+        assert_eq!(
+            &*waiting_markers(&["a".to_owned()]),
+            [format!("{WAITING_MARKER_PREFIX}a")]
+        );
     }
 }
