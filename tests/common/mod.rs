@@ -100,8 +100,14 @@ pub async fn assert_no_keys(urls: &[String]) {
     for url in urls {
         let mut left = keys(url).await;
         // Waiters mark keys they found taken; the marks expire on their own and lock nothing.
-        for marker in left.iter().filter(|key| key.starts_with(WAITING_MARKER_PREFIX)) {
-            assert!(pttl(url, marker).await > 0, "{marker} on {url} never expires");
+        for marker in left
+            .iter()
+            .filter(|key| key.starts_with(WAITING_MARKER_PREFIX))
+        {
+            assert!(
+                pttl(url, marker).await > 0,
+                "{marker} on {url} never expires"
+            );
         }
         left.retain(|key| !key.starts_with(WAITING_MARKER_PREFIX));
         assert!(left.is_empty(), "lock keys left on {url}: {left:?}");
