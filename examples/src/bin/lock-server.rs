@@ -13,6 +13,7 @@
 //! 10000). Nodes come from `QUORUMLOCK_NODES`, or three local redis-server processes are
 //! started. Stops on Ctrl-C or SIGTERM, and stops the local nodes with it.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -139,6 +140,13 @@ async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         let local = listener.local_addr()?;
         println!("instance {name} listening on http://{local}");
         let mut stopped = stopped.clone();
+        // Responses under a lock end with a frame written after the release round: without
+        // TCP_NODELAY that second small write waits for the client's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                eprintln!("cannot set TCP_NODELAY: {error}");
+            }
+        });
         instances.spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
