@@ -38,17 +38,7 @@ pub struct ClientSpec {
     pub runner: Runner,
     /// Whether it takes part in S3 (the floor has no retries, so it cannot wait its turn).
     pub contends: bool,
-    /// Commands this client only ever runs from inside its Lua scripts. Redis counts those
-    /// calls as commands too; leaving them out gives the requests the client sent.
-    pub in_scripts: &'static [&'static str],
 }
-
-/// What every client here calls only from scripts: compare-and-delete, extension, and
-/// quorumlock's release announcement and clean-up.
-const SCRIPTED: &[&str] = &["get", "del", "exists", "pexpire", "pttl", "publish"];
-
-/// npm redlock also sets its keys from a script (`EXISTS` then `SET`), not with `SET NX`.
-const SCRIPTED_WITH_SET: &[&str] = &["get", "del", "exists", "pexpire", "pttl", "publish", "set"];
 
 /// Every client, in table order: the floor first, then quorumlock, then the peers.
 pub const CLIENTS: [ClientSpec; 7] = [
@@ -57,49 +47,42 @@ pub const CLIENTS: [ClientSpec; 7] = [
         label: "raw floor (redis-rs)",
         runner: Runner::Rust,
         contends: false,
-        in_scripts: SCRIPTED,
     },
     ClientSpec {
         id: "quorumlock",
         label: "quorumlock, current-thread",
         runner: Runner::Rust,
         contends: true,
-        in_scripts: SCRIPTED,
     },
     ClientSpec {
         id: "quorumlock-mt",
         label: "quorumlock, multi-thread",
         runner: Runner::Rust,
         contends: true,
-        in_scripts: SCRIPTED,
     },
     ClientSpec {
         id: "rslock",
         label: "rslock 0.10",
         runner: Runner::Rust,
         contends: true,
-        in_scripts: SCRIPTED,
     },
     ClientSpec {
         id: "redlock-rs",
         label: "redlock-rs 2.0",
         runner: Runner::Rust,
         contends: true,
-        in_scripts: SCRIPTED,
     },
     ClientSpec {
         id: "quorumlock-npm",
         label: "quorumlock npm (ioredis)",
         runner: Runner::Node,
         contends: true,
-        in_scripts: SCRIPTED,
     },
     ClientSpec {
         id: "npm-redlock",
         label: "npm redlock 5β (ioredis)",
         runner: Runner::Node,
         contends: true,
-        in_scripts: SCRIPTED_WITH_SET,
     },
 ];
 

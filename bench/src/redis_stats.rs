@@ -75,18 +75,6 @@ impl RedisDelta {
     }
 }
 
-impl RedisDelta {
-    /// Commands the clients sent: every command, less the calls of `in_scripts`, which the
-    /// client only makes from inside its scripts.
-    pub fn requests(&self, in_scripts: &[&str]) -> u64 {
-        let scripted: u64 = in_scripts
-            .iter()
-            .map(|command| self.calls.get(*command).copied().unwrap_or(0))
-            .sum();
-        self.commands.saturating_sub(scripted)
-    }
-}
-
 fn calls_between(before: &NodeCounters, after: &NodeCounters, command: &str) -> u64 {
     let calls = |counters: &NodeCounters| counters.calls.get(command).copied().unwrap_or(0);
     calls(after).saturating_sub(calls(before))
@@ -160,7 +148,5 @@ mod tests {
         assert_eq!(delta.calls.get("set"), Some(&6));
         assert!(!delta.calls.contains_key("info"));
         assert!((delta.cpu_us - 500_000.0).abs() < 1.0);
-        assert_eq!(delta.requests(&["set"]), 0);
-        assert_eq!(delta.requests(&["get"]), 6);
     }
 }

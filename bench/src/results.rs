@@ -60,8 +60,6 @@ pub struct LockRun {
     pub measured: Measured,
     /// What the nodes did in the same window.
     pub redis: RedisDelta,
-    /// Of `redis.commands`, those the client sent (the rest ran inside its scripts).
-    pub requests: u64,
     /// Share of all cores that processes other than the client and the nodes kept busy during
     /// the window, when the machine tells.
     pub other_cpu: Option<f64>,
@@ -99,11 +97,6 @@ impl LockRun {
     /// Commands run on all nodes per pair or acquisition (those called from scripts included).
     pub fn commands_per_op(&self) -> f64 {
         per(self.redis.commands as f64, self.measured.ops as f64)
-    }
-
-    /// Commands the client sent to all nodes per pair or acquisition.
-    pub fn requests_per_op(&self) -> f64 {
-        per(self.requests as f64, self.measured.ops as f64)
     }
 }
 

@@ -361,7 +361,6 @@ fn median_run(
         nodes,
         scenario,
         client: client.id.to_owned(),
-        requests: round.redis.requests(client.in_scripts),
         measured: round.measured,
         redis: round.redis,
         other_cpu: round.other_cpu,
@@ -378,17 +377,17 @@ fn summary(run: &LockRun) -> String {
         }
         _ => String::new(),
     };
-    let figures = match run.scenario {
-        Scenario::Handoff => format!(
-            "{} acq/s, gap p50 {:.2} ms p99 {:.2} ms, {:.1} commands ({:.1} requests)/acq, {} overlaps",
-            thousands(run.rate()),
-            m.gap.map(|g| g.p50_us / 1000.0).unwrap_or(0.0),
-            m.gap.map(|g| g.p99_us / 1000.0).unwrap_or(0.0),
-            run.commands_per_op(),
-            run.requests_per_op(),
-            m.overlaps
-        ),
-        _ => format!(
+    let figures =
+        match run.scenario {
+            Scenario::Handoff => format!(
+                "{} acq/s, gap p50 {:.2} ms p99 {:.2} ms, {:.1} commands/acq, {} overlaps",
+                thousands(run.rate()),
+                m.gap.map(|g| g.p50_us / 1000.0).unwrap_or(0.0),
+                m.gap.map(|g| g.p99_us / 1000.0).unwrap_or(0.0),
+                run.commands_per_op(),
+                m.overlaps
+            ),
+            _ => format!(
             "{} pairs/s, lock p50 {:.0} µs, client CPU {:.1} µs/pair, Redis CPU {:.1} µs/pair{}",
             thousands(run.rate()),
             m.lock.p50_us,
@@ -396,7 +395,7 @@ fn summary(run: &LockRun) -> String {
             run.redis_cpu_per_op(),
             if m.failures > 0 { format!(", {} failed locks", m.failures) } else { String::new() }
         ),
-    };
+        };
     figures + &noisy
 }
 
