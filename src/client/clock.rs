@@ -13,7 +13,7 @@ pub(crate) fn now() -> Instant {
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn token_and_seed() -> Result<(Token, u64), getrandom::Error> {
     let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes)?;
+    fill_from_pool(&mut bytes)?;
     let (token_bytes, seed_bytes) = bytes.split_at(16);
     let token_bits = u128::from_le_bytes(token_bytes.try_into().unwrap_or_default());
     let seed = u64::from_le_bytes(seed_bytes.try_into().unwrap_or_default());
@@ -25,4 +25,48 @@ pub(crate) fn token_and_seed() -> Result<(Token, u64), getrandom::Error> {
 pub(crate) fn seed() -> u64 {
     // Jitter needs spread, not secrecy: fall back to the clock if the OS has no entropy.
     getrandom::u64().unwrap_or_else(|_| now().elapsed().as_nanos() as u64)
+}
+
+/// Bytes drawn from the operating system's CSPRNG a page at a time, handed out once each: one
+/// `getrandom` call per 170 locks instead of one per lock.
+struct Pool {
+    bytes: Box<[u8; POOL_BYTES]>,
+    used: usize,
+    /// A forked child must not hand out its parent's bytes again.
+    pid: u32,
+}
+
+const POOL_BYTES: usize = 4096;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Option<Pool>> = const { std::cell::RefCell::new(None) };
+}
+
+#[allow(clippy::disallowed_methods)]
+fn fill_from_pool(out: &mut [u8; 24]) -> Result<(), getrandom::Error> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let pid = std::process::id();
+        let fresh = match pool.as_ref() {
+            Some(pool) => pool.pid != pid || pool.used + out.len() > POOL_BYTES,
+            None => true,
+        };
+        if fresh {
+            let mut bytes = Box::new([0u8; POOL_BYTES]);
+            getrandom::fill(&mut bytes[..])?;
+            *pool = Some(Pool {
+                bytes,
+                used: 0,
+                pid,
+            });
+        }
+        let Some(pool) = pool.as_mut() else {
+            return Ok(());
+        };
+        let taken = &mut pool.bytes[pool.used..pool.used + out.len()];
+        out.copy_from_slice(taken);
+        taken.fill(0);
+        pool.used += out.len();
+        Ok(())
+    })
 }

@@ -19,11 +19,17 @@ use tracing::Instrument;
 
 /// Runs an operation inside its span, or bare when no subscriber wants the span: the
 /// instrumented wrapper would enter and leave the span on every poll for nothing.
-async fn traced<F: std::future::Future>(span: tracing::Span, operation: F) -> F::Output {
+///
+/// Not an `async fn`: that would keep `operation` and the future awaiting it side by side,
+/// twice the size; the `Either` holds one or the other.
+fn traced<F: std::future::Future>(
+    span: tracing::Span,
+    operation: F,
+) -> futures_util::future::Either<F, tracing::instrument::Instrumented<F>> {
     if span.is_disabled() {
-        operation.await
+        futures_util::future::Either::Left(operation)
     } else {
-        operation.instrument(span).await
+        futures_util::future::Either::Right(operation.instrument(span))
     }
 }
 
@@ -265,8 +271,12 @@ impl Redlock {
 
     async fn acquire(&self, config: &Config, resources: Vec<String>) -> Result<Lease, Error> {
         let (token, seed) = clock::token_and_seed().map_err(|e| Error::Entropy(e.to_string()))?;
-        let acquire = Acquire::new(config, resources, token, seed, clock::now())
-            .map_err(Error::InvalidResources)?;
+        // Boxed: the machine is large, and every future that holds it across an await would
+        // carry a copy of it.
+        let acquire = Box::new(
+            Acquire::new(config, resources, token, seed, clock::now())
+                .map_err(Error::InvalidResources)?,
+        );
         let span = tracing::debug_span!(
             "quorumlock.acquire",
             resources = ?acquire.resources(),
@@ -307,7 +317,7 @@ impl Redlock {
     }
 
     async fn release_lease(&self, lease: &Lease) -> Released {
-        let release = Release::for_lease(&self.shared.config, lease, clock::now());
+        let release = Box::new(Release::for_lease(&self.shared.config, lease, clock::now()));
         let span = tracing::debug_span!("quorumlock.release", resources = ?lease.resources());
         traced(span, async {
             let released = driver::drive(&self.shared.nodes, release).await;

@@ -182,7 +182,16 @@ impl NodeState {
 }
 
 fn to_redis_cmd(command: &Command) -> Cmd {
-    let mut cmd = Cmd::new();
+    // Sized up front: growing the argument and byte buffers one argument at a time costs a
+    // reallocation or two per command.
+    let mut bytes = 0;
+    command.for_each_arg(|arg| {
+        bytes += match arg {
+            Arg::Str(s) => s.len(),
+            Arg::Int(_) => 20,
+        }
+    });
+    let mut cmd = Cmd::with_capacity(command.arg_count(), bytes);
     command.for_each_arg(|arg| {
         match arg {
             Arg::Str(s) => cmd.arg(s),

@@ -49,3 +49,37 @@ pub trait Operation {
         false
     }
 }
+
+/// A boxed machine drives like the machine itself, so drivers can keep large machines out of
+/// their futures.
+impl<O: Operation + ?Sized> Operation for Box<O> {
+    type Output = O::Output;
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        (**self).poll_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (**self).poll_timeout()
+    }
+
+    fn poll_outcome(&mut self) -> Option<Self::Output> {
+        (**self).poll_outcome()
+    }
+
+    fn handle_reply(&mut self, node: NodeId, request: RequestId, reply: Reply, now: Instant) {
+        (**self).handle_reply(node, request, reply, now)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        (**self).handle_timeout(now)
+    }
+
+    fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
+        (**self).is_awaiting(node, request)
+    }
+
+    fn handle_wakeup(&mut self, now: Instant) -> bool {
+        (**self).handle_wakeup(now)
+    }
+}
