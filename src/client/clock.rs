@@ -21,10 +21,13 @@ pub(crate) fn token_and_seed() -> Result<(Token, u64), getrandom::Error> {
 }
 
 /// A jitter seed alone (extensions reuse the lock's token).
-#[allow(clippy::disallowed_methods)]
 pub(crate) fn seed() -> u64 {
-    // Jitter needs spread, not secrecy: fall back to the clock if the OS has no entropy.
-    getrandom::u64().unwrap_or_else(|_| now().elapsed().as_nanos() as u64)
+    let mut bytes = [0u8; 8];
+    // Jitter needs spread, not secrecy: without OS entropy a fixed seed still jitters.
+    match fill_from_pool(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => 0x9e37_79b9_7f4a_7c15,
+    }
 }
 
 /// Bytes drawn from the operating system's CSPRNG a page at a time, handed out once each: one
@@ -43,7 +46,7 @@ thread_local! {
 }
 
 #[allow(clippy::disallowed_methods)]
-fn fill_from_pool(out: &mut [u8; 24]) -> Result<(), getrandom::Error> {
+fn fill_from_pool(out: &mut [u8]) -> Result<(), getrandom::Error> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let pid = std::process::id();
