@@ -152,7 +152,7 @@ async fn overlapping_multi_resource_locks_exclude_each_other() {
             joined.unwrap();
         }
         assert_eq!(entered.load(Ordering::SeqCst), 16);
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -225,7 +225,7 @@ async fn held_lock_is_stored_as_token_with_ttl_and_refuses_others() {
         let released = lock.release().await;
         assert!(released.is_clean(), "{}", released.report);
         assert!(released.report.granted_count() >= 2, "{}", released.report);
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
 
         let multi = redlock
             .lock_multi(["orders:41", "orders:42"])
@@ -235,7 +235,7 @@ async fn held_lock_is_stored_as_token_with_ttl_and_refuses_others() {
             assert_held_where_granted(&urls, multi.report(), key, multi.token().as_str()).await;
         }
         multi.release().await;
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }

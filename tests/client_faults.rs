@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_held, assert_held_where_granted, assert_no_keys, barrier, bounded, failed_with,
-    quick_retry, status,
+    assert_held, assert_held_where_granted, assert_no_keys, bounded, failed_with, quick_retry,
+    status,
 };
 use quorumlock::proto::{NodeErrorKind, NodeStatus, Report};
 use quorumlock::testing::RedisCluster;
@@ -83,7 +83,7 @@ async fn one_of_three_killed_still_locks_and_a_majority_killed_is_no_quorum() {
         }
         assert!(report.granted_count() <= 1, "{report}");
         // The failed attempts released what they had set on the live node.
-        assert_no_keys(&live_urls(&urls, &[1, 2])).await;
+        assert_no_keys(&redlock, &live_urls(&urls, &[1, 2])).await;
     })
     .await;
 }
@@ -118,7 +118,7 @@ async fn two_of_five_killed_still_lock_and_three_killed_is_no_quorum() {
                 released.report
             );
         }
-        assert_no_keys(&live_urls(&urls, &[1, 3])).await;
+        assert_no_keys(&redlock, &live_urls(&urls, &[1, 3])).await;
 
         cluster.kill(4).unwrap();
         let error = redlock.lock_multi(["five:a", "five:b"]).await.unwrap_err();
@@ -132,7 +132,7 @@ async fn two_of_five_killed_still_lock_and_three_killed_is_no_quorum() {
             );
         }
         assert!(report.granted_count() <= 2, "{report}");
-        assert_no_keys(&live_urls(&urls, &[1, 3, 4])).await;
+        assert_no_keys(&redlock, &live_urls(&urls, &[1, 3, 4])).await;
     })
     .await;
 }
@@ -174,28 +174,20 @@ async fn a_paused_node_costs_the_request_deadline_not_the_ttl() {
             lock.remaining()
         );
 
-        // Release waits for every node, so here the paused one costs exactly its deadline.
-        let started = Instant::now();
+        // A release returns once a quorum has answered: the paused node does not hold it up.
         let released = lock.release().await;
-        let took = started.elapsed();
-        assert!(
-            took < STALL_BOUND,
-            "release with a paused node took {took:?}"
-        );
-        assert!(
-            took >= deadline,
-            "release did not wait for the paused node ({took:?})"
-        );
+        assert!(released.is_clean(), "{}", released.report);
         assert_eq!(
             status(&released.report, 2),
-            &NodeStatus::TimedOut,
+            &NodeStatus::NoAnswer,
             "{}",
             released.report
         );
-        let latency = released.report.nodes()[2]
-            .latency
-            .expect("timed-out nodes have a latency");
-        assert!(latency >= deadline && latency < STALL_BOUND, "{latency:?}");
+        // Its deletion goes on in the background until the node's deadline, and no longer.
+        let started = Instant::now();
+        redlock.flush().await;
+        let took = started.elapsed();
+        assert!(took < STALL_BOUND, "flush with a paused node took {took:?}");
 
         // Once resumed, the node votes again: with node 0 down it is needed for the quorum.
         cluster.resume(2).unwrap();
@@ -240,7 +232,7 @@ async fn two_paused_of_three_fail_within_a_bounded_time() {
                 "{report}"
             );
         }
-        assert_no_keys(&urls[2..]).await;
+        assert_no_keys(&redlock, &urls[2..]).await;
     })
     .await;
 }
@@ -270,7 +262,7 @@ async fn one_paused_and_one_killed_fail_within_a_bounded_time() {
             failed_with(status(report, 1), NodeErrorKind::Io),
             "{report}"
         );
-        assert_no_keys(&urls[2..]).await;
+        assert_no_keys(&redlock, &urls[2..]).await;
     })
     .await;
 }
@@ -305,7 +297,7 @@ async fn a_node_down_at_construction_becomes_usable_once_started() {
             "{}",
             released.report
         );
-        assert_no_keys(&live_urls(&urls, &[1])).await;
+        assert_no_keys(&redlock, &live_urls(&urls, &[1])).await;
     })
     .await;
 }
@@ -332,7 +324,7 @@ async fn a_restarted_node_reconnects() {
         assert_held_where_granted(&urls, lock.report(), "after-restart", lock.token().as_str())
             .await;
         lock.release().await;
-        assert_no_keys(&live_urls(&urls, &[1])).await;
+        assert_no_keys(&redlock, &live_urls(&urls, &[1])).await;
     })
     .await;
 }
@@ -350,7 +342,7 @@ async fn a_restart_that_loses_the_key_is_survived_without_recreating_it() {
             .unwrap();
         let mut lock = redlock.lock("survivor").await.unwrap();
         let token = lock.token().as_str().to_owned();
-        barrier(&redlock).await;
+        redlock.flush().await;
         assert_held(&urls, "survivor", &token).await;
         cluster.restart(0).unwrap();
         assert!(!common::exists(&urls[0], "survivor").await);
@@ -366,7 +358,7 @@ async fn a_restart_that_loses_the_key_is_survived_without_recreating_it() {
             "{report}"
         );
         assert_eq!(report.granted_count(), 2, "{report}");
-        barrier(&redlock).await;
+        redlock.flush().await;
         assert!(
             !common::exists(&urls[0], "survivor").await,
             "extend re-created the key"
@@ -377,7 +369,7 @@ async fn a_restart_that_loses_the_key_is_survived_without_recreating_it() {
             assert!(left > 5_000, "PTTL {left} on {url} was not pushed");
         }
         lock.release().await;
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -394,12 +386,12 @@ async fn a_lock_reaches_nodes_that_were_still_connecting() {
 
         // Every node is connected lazily by this very lock.
         let lock = redlock.try_lock("fresh").await.unwrap();
-        barrier(&redlock).await;
+        redlock.flush().await;
         assert_held(&urls, "fresh", lock.token().as_str()).await;
 
         cluster.restart(0).unwrap();
         let lock = redlock.try_lock("restarted").await.unwrap();
-        barrier(&redlock).await;
+        redlock.flush().await;
         assert_held(&urls, "restarted", lock.token().as_str()).await;
     })
     .await;

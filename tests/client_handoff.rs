@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_no_keys, barrier, bounded, del_everywhere, query};
+use common::{assert_no_keys, bounded, del_everywhere, query};
 use quorumlock::testing::RedisCluster;
 use quorumlock::{Redlock, Retry};
 
@@ -68,7 +68,7 @@ async fn a_release_wakes_the_next_waiter_of_the_same_client() {
             drained < delay,
             "the queue took {drained:?}: waiters slept out the {delay:?} retry delay"
         );
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -138,7 +138,10 @@ async fn a_release_wakes_a_waiter_of_another_client() {
         let holder = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
         let waiter = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
         let lock = holder.lock("handoff:remote").await.unwrap();
-        let waiting = tokio::spawn(async move { waiter.lock("handoff:remote").await });
+        let waiting = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { waiter.lock("handoff:remote").await }
+        });
         // The waiter's first attempt fails and it subscribes to the release channel; a release
         // before the subscription reaches every node could not be heard, so wait for it.
         for url in &urls {
@@ -165,7 +168,8 @@ async fn a_release_wakes_a_waiter_of_another_client() {
             "the waiter took {waited:?}: it slept out its {delay:?} retry delay"
         );
         got.release().await;
-        assert_no_keys(&urls).await;
+        holder.flush().await;
+        assert_no_keys(&waiter, &urls).await;
     })
     .await;
 }
@@ -181,7 +185,10 @@ async fn a_silent_release_is_found_by_retrying() {
         let holder = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
         let waiter = Redlock::builder(urls.clone()).retry(retry).build().unwrap();
         let lock = holder.lock("handoff:silent").await.unwrap();
-        let waiting = tokio::spawn(async move { waiter.lock("handoff:silent").await });
+        let waiting = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { waiter.lock("handoff:silent").await }
+        });
         let contender = holder.try_lock("handoff:silent").await.unwrap_err();
         assert!(contender.is_contended(), "{contender}");
         // DEL publishes nothing: only retrying can notice.
@@ -193,8 +200,8 @@ async fn a_silent_release_is_found_by_retrying() {
         assert_ne!(got.token(), lock.token());
         got.release().await;
         drop(lock);
-        barrier(&holder).await;
-        assert_no_keys(&urls).await;
+        holder.flush().await;
+        assert_no_keys(&waiter, &urls).await;
     })
     .await;
 }

@@ -174,7 +174,7 @@ async fn extending_with_a_bad_ttl_is_a_typed_error_and_keeps_the_lock() {
         assert!(lock.is_valid());
         let released = lock.release().await;
         assert!(released.report.granted_count() >= 2, "{}", released.report);
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -267,7 +267,7 @@ async fn a_wrong_password_is_an_auth_error_and_the_right_one_locks() {
         )
         .await;
         lock.release().await;
-        assert_no_keys(&right_urls).await;
+        assert_no_keys(&right, &right_urls).await;
     })
     .await;
 }
@@ -349,7 +349,7 @@ async fn a_port_that_speaks_something_else_is_a_typed_error_quickly() {
                 "{report}"
             );
         }
-        assert_no_keys(&[redis_url]).await;
+        assert_no_keys(&redlock, &[redis_url]).await;
     })
     .await;
 }
@@ -385,7 +385,7 @@ async fn a_port_that_never_answers_is_a_typed_error_within_the_deadline() {
         for node in [0, 1] {
             assert_eq!(status(report, node), &NodeStatus::TimedOut, "{report}");
         }
-        assert_no_keys(&[redis_url]).await;
+        assert_no_keys(&redlock, &[redis_url]).await;
         drop(silent);
     })
     .await;
@@ -409,7 +409,7 @@ async fn one_garbage_node_does_not_stop_the_others() {
             released.report
         );
         assert_eq!(released.report.granted_count(), 2, "{}", released.report);
-        assert_no_keys(&redis_urls).await;
+        assert_no_keys(&redlock, &redis_urls).await;
     })
     .await;
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_held_where_granted, assert_no_keys, barrier, bounded, del_everywhere, exists, get, pttl,
-    query, quick_retry,
+    assert_held_where_granted, assert_no_keys, bounded, del_everywhere, exists, get, pttl, query,
+    quick_retry,
 };
-use quorumlock::proto::ExtendError;
+use quorumlock::proto::{ExtendError, NodeStatus};
 use quorumlock::testing::RedisCluster;
 use quorumlock::{Error, Redlock, Retry};
 use tokio::sync::oneshot;
@@ -63,7 +63,7 @@ async fn extend_while_held_pushes_the_ttl() {
 
         let released = lock.release().await;
         assert!(released.is_clean(), "{}", released.report);
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -105,7 +105,7 @@ async fn extend_after_expiry_fails_and_does_not_recreate_the_key() {
 
         let released = lock.release().await;
         assert!(released.is_clean(), "{}", released.report);
-        assert_eq!(released.report.refused_count(), 3, "{}", released.report);
+        assert!(released.report.refused_count() >= 2, "{}", released.report);
         assert_eq!(released.report.granted_count(), 0);
     })
     .await;
@@ -153,8 +153,8 @@ async fn extend_after_server_side_expiry_is_lost_and_does_not_recreate_the_key()
             "a guard whose extension found the lock lost must stop claiming validity"
         );
         // A node the round did not wait for still gets the script; let it run first.
-        barrier(&redlock).await;
-        assert_no_keys(&urls).await;
+        redlock.flush().await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -194,7 +194,7 @@ async fn an_expired_guard_cannot_touch_the_next_holders_keys() {
             );
         }
         new.release().await;
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -210,11 +210,52 @@ async fn releasing_twice_and_releasing_by_token_are_harmless() {
         let resources = lock.resources().to_vec();
         let released = lock.release().await;
         assert!(released.report.granted_count() >= 2, "{}", released.report);
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
 
         let again = redlock.release_token(&resources, &token).await;
         assert!(again.is_clean(), "{}", again.report);
-        assert_eq!(again.report.refused_count(), 3, "{}", again.report);
+        assert!(again.report.refused_count() >= 2, "{}", again.report);
+        assert_eq!(again.report.granted_count(), 0, "{}", again.report);
+    })
+    .await;
+}
+
+/// A release returns once a quorum has answered; the slowest node's deletion is finished in
+/// the background, by source if that node lost its scripts, and `flush` waits for it.
+#[tokio::test]
+async fn a_release_returns_at_a_quorum_and_the_slowest_node_is_finished_after() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        // Long enough for the paused node to be resumed within its deadline.
+        let redlock = Redlock::builder(urls.clone())
+            .request_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let lock = redlock.lock("slowest").await.unwrap();
+        redlock.flush().await;
+        assert_held_where_granted(&urls, lock.report(), "slowest", lock.token().as_str()).await;
+        assert!(exists(&urls[2], "slowest").await);
+        let _: String = query(&urls[2], redis::cmd("SCRIPT").arg("FLUSH")).await;
+
+        cluster.pause(2).unwrap();
+        let released = lock.release().await;
+        assert!(released.is_clean(), "{}", released.report);
+        assert_eq!(released.report.granted_count(), 2, "{}", released.report);
+        assert_eq!(
+            released.report.nodes()[2].status,
+            NodeStatus::NoAnswer,
+            "{}",
+            released.report
+        );
+        cluster.resume(2).unwrap();
+        // Node 2 answers NOSCRIPT now; only a resend of the source deletes its key.
+        redlock.flush().await;
+        assert!(
+            !exists(&urls[2], "slowest").await,
+            "the slowest node kept the key"
+        );
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -245,7 +286,7 @@ async fn dropping_a_guard_releases_the_lock() {
         assert_ne!(next.token().as_str(), token);
         assert_held_where_granted(&urls, next.report(), "dropped", next.token().as_str()).await;
         next.release().await;
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -262,16 +303,19 @@ async fn with_lock_cancels_the_closure_when_the_keys_vanish() {
         let (entered_tx, entered_rx) = oneshot::channel();
         let dropped = Arc::new(AtomicBool::new(false));
         let flag = SetOnDrop(dropped.clone());
-        let run = tokio::spawn(async move {
-            redlock
-                .with_lock(["vanishing:a", "vanishing:b"], move |context| async move {
-                    let _flag = flag;
-                    let watcher = context.clone();
-                    let lost = tokio::spawn(async move { watcher.lost().await });
-                    entered_tx.send((context.lease(), lost)).unwrap();
-                    std::future::pending::<()>().await;
-                })
-                .await
+        let run = tokio::spawn({
+            let redlock = redlock.clone();
+            async move {
+                redlock
+                    .with_lock(["vanishing:a", "vanishing:b"], move |context| async move {
+                        let _flag = flag;
+                        let watcher = context.clone();
+                        let lost = tokio::spawn(async move { watcher.lost().await });
+                        entered_tx.send((context.lease(), lost)).unwrap();
+                        std::future::pending::<()>().await;
+                    })
+                    .await
+            }
         });
         let (lease, lost) = entered_rx.await.expect("the closure never ran");
         for key in ["vanishing:a", "vanishing:b"] {
@@ -298,7 +342,7 @@ async fn with_lock_cancels_the_closure_when_the_keys_vanish() {
             matches!(seen, Some(ExtendError::Lost { .. })),
             "lost() resolved with {seen:?}"
         );
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -360,7 +404,7 @@ async fn with_lock_extends_a_closure_that_outlives_the_ttl() {
         );
         assert!(!token.is_empty());
         // Released at the end.
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -392,7 +436,7 @@ async fn with_lock_releases_at_the_end_and_lost_reports_a_normal_release() {
             .unwrap();
         assert!(seen >= 2, "the closure saw the keys on only {seen} nodes");
         // The TTL is 30 s: the keys are gone because with_lock released them.
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
         assert!(!context.is_lost());
         assert_eq!(context.lost().await, None);
 
@@ -425,7 +469,7 @@ async fn with_lock_releases_at_the_end_and_lost_reports_a_normal_release() {
             .await
             .unwrap();
         after_cancel.release().await;
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -472,7 +516,7 @@ async fn script_flush_between_operations_is_recovered() {
         let released = lock.release().await;
         assert!(released.is_clean(), "{}", released.report);
         assert!(released.report.granted_count() >= 2, "{}", released.report);
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }

@@ -43,7 +43,7 @@ async fn a_kept_lock_outlives_its_ttl_until_released() {
         assert!(released.is_clean(), "{}", released.report);
         assert!(status.is_released() && !status.is_valid());
         assert_eq!(status.lost().await, None, "a release is not a loss");
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -63,7 +63,7 @@ async fn dropping_a_kept_lock_releases_it() {
         let released = soon("the release", status.released()).await.unwrap();
         assert!(released.is_clean(), "{}", released.report);
         // The TTL is 30 s: only the release can have removed the key.
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -90,7 +90,7 @@ async fn a_kept_lock_whose_keys_vanish_is_lost() {
             .await
             .unwrap();
         assert!(kept.release().await.is_some());
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }
@@ -113,7 +113,7 @@ async fn a_kept_lock_stops_at_the_extension_limit() {
         );
         assert_eq!(kept.status().lease().extensions(), 1);
         soon("the release", kept.status().released()).await.unwrap();
-        assert_no_keys(&urls).await;
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }

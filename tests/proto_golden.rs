@@ -321,7 +321,7 @@ fn release_with_a_silent_node() {
     check_golden(
         "release_with_a_silent_node",
         &transcript_with(
-            "release waits for every node or its deadline",
+            "release decides at a quorum; the silent node is waited for after the outcome",
             &config,
             &[lease_note(&lease, base)],
             &harness,

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use quorumlock::proto::{
-    Acquire, CommandKind, Config, Extend, ExtendError, Instant, Lease, NodeId, Operation, Release,
-    Reply, RequestId, Retry, Settings, Transmit,
+    Acquire, CommandKind, Config, Extend, ExtendError, Instant, Lease, NodeId, NodeStatus,
+    Operation, Release, Reply, RequestId, Retry, Settings, Transmit,
 };
 
 use sim::{base_instant, request_ids, token};
@@ -158,6 +158,8 @@ struct Log {
     sent: Vec<(u64, Transmit)>,
     fed: Vec<(u64, NodeId, RequestId, Reply)>,
     outcome_at: Option<u64>,
+    /// When the operation had nothing left in flight (the outcome, or the end of its tail).
+    finished_at: u64,
 }
 
 /// Replies on their way, in arrival order (ties in sending order).
@@ -198,9 +200,14 @@ fn drive<O: Operation>(op: &mut O, base: Instant, start: u64, env: &Env) -> (Log
     let mut answers = env.answers.iter().cycle();
     let mut now = start;
     let mut outcome = None;
+    // Whether the operation still had requests in flight when it gave its outcome.
+    let mut tail = false;
     for _ in 0..MAX_STEPS {
         while let Some(transmit) = op.poll_transmit() {
-            assert!(outcome.is_none(), "sent {transmit:?} after the outcome");
+            assert!(
+                outcome.is_none() || tail,
+                "sent {transmit:?} after an outcome with nothing in flight"
+            );
             match answers.next().expect("answers cycle") {
                 Answer::Silent => {}
                 Answer::After(delay, reply) => network.deliver(
@@ -222,20 +229,23 @@ fn drive<O: Operation>(op: &mut O, base: Instant, start: u64, env: &Env) -> (Log
             assert!(outcome.is_none(), "a second outcome");
             outcome = Some(output);
             log.outcome_at = Some(now);
+            tail = op.poll_timeout().is_some();
         }
         let timeout = op.poll_timeout().map(|at| {
             let at = nanos(at.saturating_duration_since(base));
             at.max(now) + env.lateness_us * 1_000
         });
-        if outcome.is_some() {
+        if outcome.is_some() && !tail {
             assert_eq!(timeout, None, "a timeout is scheduled after the outcome");
+        }
+        if let (Some(_), None) = (&outcome, timeout) {
+            // Strays may still be on their way; the operation has nothing left to wait for.
+            log.finished_at = now;
+            return (log, outcome.expect("matched"));
         }
         let next_delivery = network.next_at();
         let delivery_first = match (next_delivery, timeout) {
-            (None, None) => {
-                let outcome = outcome.expect("the operation stalled without an outcome");
-                return (log, outcome);
-            }
+            (None, None) => panic!("the operation stalled without an outcome"),
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(delivery), Some(timeout)) => delivery <= timeout,
@@ -463,23 +473,29 @@ proptest! {
         let resources: Vec<String> = acquire_resources(multi).into_iter().map(str::to_owned).collect();
         let mut op = Release::new(&config, &resources, &token("tok-a"), base);
         let (log, released) = drive(&mut op, base, 0, &env);
-        let decided = log.outcome_at.expect("decided");
         let nodes: Vec<usize> = (0..config.nodes()).collect();
         let first: Vec<&(u64, Transmit)> = log.sent.iter().filter(|(_, t)| !is_resend(t)).collect();
         prop_assert_eq!(first_sends(&first), nodes);
         prop_assert!(first.iter().all(|(at, _)| *at == 0), "every node is asked at once");
-        prop_assert_eq!(released.report.nodes().len(), config.nodes());
-        // Each node's last request was answered or had reached its deadline at the outcome.
+        let report = &released.report;
+        prop_assert_eq!(report.nodes().len(), config.nodes());
+        // Decided early only on a quorum of answers; otherwise only once no node is pending.
+        let answered = report.granted_count() + report.refused_count();
+        let pending = report.nodes().iter().filter(|n| n.status == NodeStatus::NoAnswer).count();
+        prop_assert!(answered >= config.quorum() || pending == 0, "decided early without a quorum: {}", report);
+        // The machine waits for each node's last request, after the outcome if need be, until
+        // it is answered or reaches its deadline.
+        let finished = log.finished_at;
         for node in 0..config.nodes() {
             let (_, last) = log.sent.iter().rev().find(|(_, t)| t.node.index() == node).expect("asked");
-            let answered = log.fed.iter().any(|(at, n, r, _)| *at <= decided && *n == last.node && *r == last.request);
-            let expired = base + Duration::from_nanos(decided) >= last.deadline;
-            prop_assert!(answered || expired, "decided before node {} answered or timed out", node);
+            let answered = log.fed.iter().any(|(at, n, r, _)| *at <= finished && *n == last.node && *r == last.request);
+            let expired = base + Duration::from_nanos(finished) >= last.deadline;
+            prop_assert!(answered || expired, "finished before node {} answered or timed out", node);
         }
     }
 
-    /// Inputs in any order and at any (forward-moving) time, with any ids: no panic, and once an
-    /// outcome is out nothing more is sent.
+    /// Inputs in any order and at any (forward-moving) time, with any ids: no panic, one
+    /// outcome, and once nothing is in flight after it, nothing more is sent.
     #[test]
     fn no_input_sequence_makes_a_machine_panic(
         config in any_config(),
@@ -504,7 +520,7 @@ proptest! {
         let mut extend = Extend::new(&config, &lease, seed, base);
         let mut release = Release::for_lease(&config, &lease, base);
         let mut now = base;
-        let mut done = [false; 3];
+        let mut phases = [Phase::Running; 3];
         for (index, (kind, step_us, node, id, reply)) in inputs.into_iter().enumerate() {
             now += Duration::from_micros(step_us);
             if huge_jump && index == 40 {
@@ -512,9 +528,9 @@ proptest! {
             }
             let node = NodeId::new(node);
             let request = ids[id];
-            step(&mut acquire, kind, node, request, reply.clone(), now, &mut done[0]);
-            step(&mut extend, kind, node, request, reply.clone(), now, &mut done[1]);
-            step(&mut release, kind, node, request, reply, now, &mut done[2]);
+            step(&mut acquire, kind, node, request, reply.clone(), now, &mut phases[0]);
+            step(&mut extend, kind, node, request, reply.clone(), now, &mut phases[1]);
+            step(&mut release, kind, node, request, reply, now, &mut phases[2]);
         }
     }
 }
@@ -527,7 +543,7 @@ fn step<O: Operation>(
     request: RequestId,
     reply: Reply,
     now: Instant,
-    done: &mut bool,
+    phase: &mut Phase,
 ) {
     match kind {
         0 => op.handle_reply(node, request, reply, now),
@@ -538,15 +554,30 @@ fn step<O: Operation>(
         }
     }
     while let Some(transmit) = op.poll_transmit() {
-        assert!(!*done, "sent {transmit:?} after the outcome");
+        assert!(
+            *phase != Phase::Over,
+            "sent {transmit:?} after the operation was over"
+        );
     }
     if op.poll_outcome().is_some() {
-        assert!(!*done, "a second outcome");
-        *done = true;
+        assert_eq!(*phase, Phase::Running, "a second outcome");
+        *phase = Phase::Tail;
     }
-    if *done {
+    if *phase == Phase::Tail && op.poll_timeout().is_none() {
+        *phase = Phase::Over;
+    }
+    if *phase == Phase::Over {
         assert_eq!(op.poll_timeout(), None);
     }
+}
+
+/// Where a machine is in its life, as its driver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Given its outcome, still waiting for requests in flight (a release's slower nodes).
+    Tail,
+    Over,
 }
 
 /// A lease granted by every node 1 ms after `base`, as if extended `extensions` times.

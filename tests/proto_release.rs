@@ -1,5 +1,6 @@
-//! The release machine with hand-fed replies: compare-and-delete on every node, waiting for each
-//! node or its deadline, idempotence, failures and stray replies.
+//! The release machine with hand-fed replies: compare-and-delete on every node, decided at a
+//! quorum of answers, the other nodes finished after the outcome, idempotence, failures and stray
+//! replies.
 
 mod sim;
 
@@ -75,30 +76,63 @@ fn every_node_gets_a_compare_and_delete_at_once() {
 }
 
 #[test]
-fn release_waits_for_every_node_or_its_deadline() {
+fn release_is_decided_at_a_quorum_and_the_rest_finish_after_it() {
     let config = config(5, Retry::NONE);
     let mut harness = release(&config, &["job"]);
-    for node in 0..4 {
+    for node in 0..2 {
         harness
             .at(ms(1 + node as u64))
             .reply(node, Reply::Integer(1));
         assert!(
             harness.outcome().is_none(),
-            "a majority is not enough for a release"
+            "two answers of five are not a quorum"
         );
     }
+    harness.at(ms(3)).reply(2, Reply::Integer(1));
+    assert_eq!(harness.outcome_at(), Some(harness.base() + ms(3)));
+    let released = released(&harness).clone();
+    assert!(released.is_clean(), "{}", released.report);
+    assert_eq!(
+        statuses(&released)[3..],
+        [NodeStatus::NoAnswer, NodeStatus::NoAnswer]
+    );
+
+    // The machine still waits for the other two, up to their deadline, and is then done.
+    assert_eq!(harness.op().poll_timeout(), Some(harness.base() + ms(200)));
+    let node_3 = harness.last_to(3).request;
+    assert!(harness.op().is_awaiting(NodeId::new(3), node_3));
+    harness.at(ms(4)).reply(3, Reply::Integer(1));
+    assert!(!harness.op().is_awaiting(NodeId::new(3), node_3));
     assert_eq!(harness.op().poll_timeout(), Some(harness.base() + ms(200)));
     harness.fire_timeout();
-    assert_eq!(harness.outcome_at(), Some(harness.base() + ms(200)));
+    assert_eq!(harness.op().poll_timeout(), None);
+    assert!(harness.op_mut().poll_outcome().is_none());
+    assert_eq!(harness.sent().len(), 5);
+}
+
+#[test]
+fn failures_are_not_answers_and_the_release_waits_past_them() {
+    let config = config(3, Retry::NONE);
+    let mut harness = release(&config, &["job"]);
+    harness.at(ms(1)).reply(0, Reply::Integer(1));
+    harness
+        .at(ms(2))
+        .reply(1, Reply::Io("connection reset".to_owned()));
+    assert!(
+        harness.outcome().is_none(),
+        "one deletion and one failure do not free the lock on a quorum"
+    );
+    assert_eq!(harness.op().poll_timeout(), Some(harness.base() + ms(200)));
+    harness.fire_timeout();
     let released = released(&harness);
     assert!(!released.is_clean());
     assert_eq!(
-        released.report.granted(),
-        (0..4).map(NodeId::new).collect::<Vec<_>>()
+        statuses(released)[2],
+        NodeStatus::TimedOut,
+        "{}",
+        released.report
     );
-    let last = &released.report.nodes()[4];
-    assert_eq!(last.status, NodeStatus::TimedOut);
-    assert_eq!(last.latency, Some(ms(200)));
+    assert_eq!(harness.op().poll_timeout(), None);
 }
 
 #[test]
@@ -107,9 +141,10 @@ fn releasing_twice_is_harmless() {
     let mut first = release(&config, &["a", "b"]);
     first.at(ms(1)).reply(0, Reply::Integer(2));
     first.reply(1, Reply::Integer(1));
-    first.reply(2, Reply::Integer(2));
     assert!(released(&first).is_clean());
-    assert_eq!(released(&first).report.granted_count(), 3);
+    assert_eq!(released(&first).report.granted_count(), 2);
+    first.reply(2, Reply::Integer(2));
+    assert_eq!(first.op().poll_timeout(), None, "every node has answered");
 
     // The keys are gone: every node deletes nothing, and that is still a clean release.
     let mut second = release(&config, &["a", "b"]);
@@ -118,10 +153,17 @@ fn releasing_twice_is_harmless() {
     }
     let again = released(&second);
     assert!(again.is_clean());
-    assert_eq!(statuses(again), vec![NodeStatus::Refused; 3]);
+    assert_eq!(
+        statuses(again),
+        [
+            NodeStatus::Refused,
+            NodeStatus::Refused,
+            NodeStatus::NoAnswer
+        ]
+    );
     assert_eq!(
         again.report.to_string(),
-        "node 0: refused (1.0 ms); node 1: refused (1.0 ms); node 2: refused (1.0 ms)"
+        "node 0: refused (1.0 ms); node 1: refused (1.0 ms); node 2: no answer before the decision"
     );
 }
 
@@ -175,7 +217,7 @@ fn failures_are_reported_per_node_and_never_hold_the_release_up() {
 }
 
 #[test]
-fn noscript_resends_the_release_by_source_and_waits_for_it() {
+fn noscript_resends_the_release_by_source_even_after_the_outcome() {
     let config = config(3, Retry::NONE);
     let mut harness = release(&config, &["job"]);
     assert_eq!(harness.new_transmits().len(), 3);
@@ -189,10 +231,24 @@ fn noscript_resends_the_release_by_source_and_waits_for_it() {
     assert_eq!(resent[0].deadline, harness.base() + ms(205));
     harness.at(ms(6)).reply(0, Reply::Integer(1));
     harness.reply(1, Reply::Integer(1));
-    assert!(harness.outcome().is_none(), "node 2 has not answered yet");
-    harness.at(ms(7)).reply(2, Reply::Integer(1));
     assert!(released(&harness).is_clean());
-    assert_eq!(released(&harness).report.nodes()[2].latency, Some(ms(2)));
+    assert_eq!(harness.op().poll_timeout(), Some(harness.base() + ms(205)));
+    harness.at(ms(7)).reply(2, Reply::Integer(1));
+    assert_eq!(harness.op().poll_timeout(), None);
+
+    // A node that says NOSCRIPT only after the outcome still gets the source.
+    let mut late = release(&config, &["job"]);
+    late.new_transmits();
+    late.at(ms(1)).reply(0, Reply::Integer(1));
+    late.reply(1, Reply::Integer(1));
+    assert!(released(&late).is_clean());
+    late.at(ms(2))
+        .reply(2, Reply::Error("NOSCRIPT No matching script.".to_owned()));
+    let resent = late.new_transmits();
+    assert_eq!(resent.len(), 1);
+    assert!(matches!(resent[0].command.kind(), CommandKind::Eval(s) if s.name == "release"));
+    late.at(ms(3)).reply(2, Reply::Integer(1));
+    assert_eq!(late.op().poll_timeout(), None);
 }
 
 #[test]
@@ -207,19 +263,19 @@ fn stray_replies_are_ignored_and_the_outcome_comes_once() {
     harness.feed(NodeId::new(1), sent[2].request, Reply::Integer(1));
     harness.reply(0, Reply::Integer(1));
     harness.reply(0, Reply::Io("late".to_owned()));
-    harness.reply(1, Reply::Integer(1));
-    assert!(harness.outcome().is_none(), "node 2 has not answered");
-    harness.reply(2, Reply::Integer(0));
+    assert!(harness.outcome().is_none(), "one answer is not a quorum");
+    harness.reply(1, Reply::Integer(0));
     let released = released(&harness).clone();
     assert_eq!(
         statuses(&released),
         [
             NodeStatus::Granted,
-            NodeStatus::Granted,
-            NodeStatus::Refused
+            NodeStatus::Refused,
+            NodeStatus::NoAnswer
         ]
     );
-    // The harness fails on a second outcome or anything sent from here on.
+    harness.reply(2, Reply::Integer(1));
+    // The harness fails on a second outcome; nothing more may be sent.
     harness.after(ms(1)).reply(2, Reply::Integer(1));
     harness.after(ms(1_000)).timeout_now();
     assert!(harness.op_mut().poll_outcome().is_none());

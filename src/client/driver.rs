@@ -6,12 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+use futures_util::FutureExt;
 use tokio::sync::futures::OwnedNotified;
 
 use crate::proto::{Instant, NodeId, Operation, Reply, RequestId};
 
 use super::clock;
-use super::node::Node;
+use super::node::{Node, NodeSet};
 use super::release_signals::{ReleaseSignals, Subscription};
 
 type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -20,6 +21,8 @@ struct InFlight {
     node: NodeId,
     request: RequestId,
     deadline: Instant,
+    /// The node's answer count when the request was sent (see [`let_go`]).
+    answers_at_send: u64,
     reply: ReplyFuture,
 }
 
@@ -34,7 +37,10 @@ enum Event {
 /// Requests the core timed out are dropped at once, so a stalled node never accumulates work
 /// here. Requests the core stopped waiting for because the round was decided without them are
 /// left to finish in the background until their own deadline (see [`let_go`]).
-pub(crate) async fn drive<O: Operation>(nodes: &[Node], op: O) -> O::Output {
+pub(crate) async fn drive<O>(nodes: &Arc<NodeSet>, op: O) -> O::Output
+where
+    O: Operation + Send + 'static,
+{
     drive_with_wakeups(nodes, op, None).await
 }
 
@@ -42,53 +48,34 @@ pub(crate) async fn drive<O: Operation>(nodes: &[Node], op: O) -> O::Output {
 /// in-process releases of `resources` (see [`ReleaseSignals`]), handing them to the operation as
 /// [`Operation::handle_wakeup`]. The subscription is taken only once the operation first pauses,
 /// so an uncontended acquire never touches the registry.
-pub(crate) async fn drive_with_wakeups<O: Operation>(
-    nodes: &[Node],
+pub(crate) async fn drive_with_wakeups<O>(
+    set: &Arc<NodeSet>,
     mut op: O,
     wakeups: Option<(&Arc<ReleaseSignals>, Arc<[String]>)>,
-) -> O::Output {
+) -> O::Output
+where
+    O: Operation + Send + 'static,
+{
+    let nodes = &set.nodes;
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut subscription: Option<Subscription> = None;
     let epoch_at_start = wakeups.as_ref().map_or(0, |(signals, _)| signals.epoch());
     let mut released: Vec<Pin<Box<OwnedNotified>>> = Vec::new();
     loop {
-        while let Some(transmit) = op.poll_transmit() {
-            let Some(node) = nodes.get(transmit.node.index()) else {
-                // The core only addresses configured nodes; treat anything else as a dead node.
-                op.handle_reply(
-                    transmit.node,
-                    transmit.request,
-                    Reply::Io("no such node".into()),
-                    clock::now(),
-                );
-                continue;
-            };
-            in_flight.push(InFlight {
-                node: transmit.node,
-                request: transmit.request,
-                deadline: transmit.deadline,
-                reply: Box::pin(node.send(transmit.command)),
-            });
-        }
+        send_all(nodes, &mut op, &mut in_flight);
         if let Some(outcome) = op.poll_outcome() {
-            if !in_flight.is_empty() {
+            if op.poll_timeout().is_some() {
+                finish_in_background(set, op, in_flight);
+            } else if !in_flight.is_empty() {
                 let now = clock::now();
                 for request in in_flight {
-                    let_go(nodes, request, now);
+                    let_go(set, request, now);
                 }
             }
             return outcome;
         }
-        let mut index = 0;
-        while index < in_flight.len() {
-            if op.is_awaiting(in_flight[index].node, in_flight[index].request) {
-                index += 1;
-            } else {
-                let request = in_flight.swap_remove(index);
-                let_go(nodes, request, clock::now());
-            }
-        }
+        prune(set, &op, &mut in_flight);
 
         // Check the clock before arming the timer: a deadline that already passed is handled
         // now rather than after a trip through the timer wheel.
@@ -170,6 +157,118 @@ pub(crate) async fn drive_with_wakeups<O: Operation>(
     }
 }
 
+/// Lets an operation that has given its outcome finish its remaining requests (a release's
+/// slower nodes, see [`Release`](crate::proto::Release)) without holding up the caller.
+///
+/// Replies that are already in are handed over at once; on loopback the last node often
+/// answers with the others, and then no task is needed.
+fn finish_in_background<O>(set: &Arc<NodeSet>, mut op: O, mut in_flight: Vec<InFlight>)
+where
+    O: Operation + Send + 'static,
+{
+    let mut index = 0;
+    while index < in_flight.len() {
+        match (&mut in_flight[index].reply).now_or_never() {
+            Some(reply) => {
+                let done = in_flight.swap_remove(index);
+                op.handle_reply(done.node, done.request, reply, clock::now());
+            }
+            None => index += 1,
+        }
+    }
+    if in_flight.is_empty() && op.poll_timeout().is_none() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let now = clock::now();
+        for request in in_flight {
+            let_go(set, request, now);
+        }
+        return;
+    };
+    let tail_set = Arc::clone(set);
+    set.background.spawn(&runtime, async move {
+        drive_tail(&tail_set, op, in_flight).await;
+    });
+}
+
+/// Drives an operation past its outcome until it has nothing left in flight.
+async fn drive_tail<O: Operation>(set: &Arc<NodeSet>, mut op: O, mut in_flight: Vec<InFlight>) {
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        send_all(&set.nodes, &mut op, &mut in_flight);
+        prune(set, &op, &mut in_flight);
+        let Some(deadline) = op.poll_timeout() else {
+            return;
+        };
+        let now = clock::now();
+        if deadline <= now {
+            op.handle_timeout(now);
+            continue;
+        }
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match &mut timer {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        let event = poll_fn(|cx| {
+            for (index, request) in in_flight.iter_mut().enumerate() {
+                if let Poll::Ready(reply) = request.reply.as_mut().poll(cx) {
+                    return Poll::Ready(Some((index, reply)));
+                }
+            }
+            match &mut timer {
+                Some(sleep) => sleep.as_mut().poll(cx).map(|()| None),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        match event {
+            Some((index, reply)) => {
+                let done = in_flight.swap_remove(index);
+                op.handle_reply(done.node, done.request, reply, clock::now());
+            }
+            None => op.handle_timeout(clock::now()),
+        }
+    }
+}
+
+/// Sends every request the operation asks for.
+fn send_all<O: Operation>(nodes: &[Node], op: &mut O, in_flight: &mut Vec<InFlight>) {
+    while let Some(transmit) = op.poll_transmit() {
+        let Some(node) = nodes.get(transmit.node.index()) else {
+            // The core only addresses configured nodes; treat anything else as a dead node.
+            op.handle_reply(
+                transmit.node,
+                transmit.request,
+                Reply::Io("no such node".into()),
+                clock::now(),
+            );
+            continue;
+        };
+        in_flight.push(InFlight {
+            node: transmit.node,
+            request: transmit.request,
+            deadline: transmit.deadline,
+            answers_at_send: node.answers(),
+            reply: Box::pin(node.send(transmit.command)),
+        });
+    }
+}
+
+/// Lets go of the requests whose replies the operation no longer awaits.
+fn prune<O: Operation>(set: &Arc<NodeSet>, op: &O, in_flight: &mut Vec<InFlight>) {
+    let mut index = 0;
+    while index < in_flight.len() {
+        if op.is_awaiting(in_flight[index].node, in_flight[index].request) {
+            index += 1;
+        } else {
+            let request = in_flight.swap_remove(index);
+            let_go(set, request, clock::now());
+        }
+    }
+}
+
 /// Deals with a request whose reply the core no longer needs.
 ///
 /// One past its deadline is dropped, and the node hears of the timeout (enough of them in a row
@@ -180,19 +279,25 @@ pub(crate) async fn drive_with_wakeups<O: Operation>(
 /// request runs on in the background until its deadline. A late SET that lands after a
 /// failed attempt's clean-up release is the same risk as one already on the wire; the key
 /// expires with its TTL.
-fn let_go(nodes: &[Node], request: InFlight, now: Instant) {
-    let Some(node) = nodes.get(request.node.index()) else {
+fn let_go(set: &Arc<NodeSet>, mut request: InFlight, now: Instant) {
+    let Some(node) = set.nodes.get(request.node.index()) else {
         return;
     };
     if request.deadline <= now {
         node.note_timeout();
         return;
     }
-    // On an open connection the request went into redis-rs's pipeline when it was first polled,
+    // On a live connection the request went into redis-rs's pipeline when it was first polled,
     // and that connection's writer runs long before a quorum of replies can come back: dropping
-    // it now only discards the reply. Only a request still waiting for its connection would be
-    // lost, so only that one is worth a task of its own.
-    if node.is_connected() {
+    // it now only discards the reply. The connection is known to be live if the node answered
+    // anything since the request was sent. Otherwise the request may be waiting for a
+    // connection, or be about to find its connection dead (the node restarted while idle) and
+    // need its one retry on a fresh one: dropped, it would be lost, so it gets a task of its
+    // own, unless its reply is already in.
+    if node.is_connected() && node.answers() > request.answers_at_send {
+        return;
+    }
+    if (&mut request.reply).now_or_never().is_some() {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -200,7 +305,7 @@ fn let_go(nodes: &[Node], request: InFlight, now: Instant) {
     };
     let node = node.clone();
     let deadline = tokio::time::Instant::from_std(request.deadline);
-    runtime.spawn(async move {
+    set.background.spawn(&runtime, async move {
         if tokio::time::timeout_at(deadline, request.reply)
             .await
             .is_err()

@@ -117,7 +117,7 @@ impl Drop for Lock {
             Ok(runtime) => {
                 let redlock = self.redlock.clone();
                 let lease = self.lease.clone();
-                runtime.spawn(async move {
+                self.redlock.spawn_background(&runtime, async move {
                     redlock.release_lease(&lease).await;
                 });
             }

@@ -1,5 +1,6 @@
 //! The native driver: tokio + redis-rs (feature `tokio`, on by default).
 
+mod background;
 mod clock;
 mod driver;
 mod error;
@@ -43,7 +44,7 @@ pub use lock::Lock;
 pub use request::LockRequest;
 pub use with_lock::LockContext;
 
-use node::Node;
+use node::{Node, NodeSet};
 use release_signals::ReleaseSignals;
 
 /// A Redlock client over N independent Redis primaries. Cheap to clone: clones share the
@@ -71,7 +72,7 @@ pub struct Redlock {
 }
 
 struct Shared {
-    nodes: Vec<Node>,
+    nodes: Arc<NodeSet>,
     config: Config,
     release_signals: Arc<ReleaseSignals>,
 }
@@ -79,7 +80,7 @@ struct Shared {
 impl std::fmt::Debug for Redlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redlock")
-            .field("nodes", &self.shared.nodes.len())
+            .field("nodes", &self.shared.nodes.nodes.len())
             .field("config", &self.shared.config)
             .finish()
     }
@@ -178,10 +179,12 @@ impl RedlockBuilder {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let nodes = clients
-            .iter()
-            .map(|client| Node::new(client.clone(), connection_config.clone()))
-            .collect();
+        let nodes = Arc::new(NodeSet::new(
+            clients
+                .iter()
+                .map(|client| Node::new(client.clone(), connection_config.clone()))
+                .collect(),
+        ));
         let quorum = config.quorum();
         Ok(Redlock {
             shared: Arc::new(Shared {
@@ -267,6 +270,29 @@ impl Redlock {
             .release_signals
             .released(resources, token.as_str());
         released
+    }
+
+    /// Waits until the work this client left running in the background is done: the slower
+    /// nodes of a release (which returns once a quorum has answered), and the releases of
+    /// dropped [`Lock`] guards. Then waits until each connected node has processed every
+    /// request already sent to it, for at most the request timeout per node.
+    ///
+    /// Call it before a process exits, so that no node is left holding keys until their TTL,
+    /// or in a test, before looking at the nodes' keys. Background work started while it
+    /// waits may or may not be waited for.
+    pub async fn flush(&self) {
+        self.shared
+            .nodes
+            .flush(self.shared.config.request_timeout())
+            .await;
+    }
+
+    /// Spawns `task` as background work that [`flush`](Self::flush) waits for.
+    pub(crate) fn spawn_background<F>(&self, runtime: &tokio::runtime::Handle, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shared.nodes.background.spawn(runtime, task);
     }
 
     async fn acquire(&self, config: &Config, resources: Vec<String>) -> Result<Lease, Error> {

@@ -3,11 +3,14 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 
 use crate::proto::{Arg, Command, Reply};
+
+use super::background::Background;
 
 /// A node connects on first use and again after its connection breaks, so a node that is down
 /// when the client is built, or restarts later, costs failed votes rather than a failed client.
@@ -34,9 +37,39 @@ impl Node {
         self.0.cached().is_some()
     }
 
+    /// How many answers this node has given on any connection so far. A request sent when
+    /// the count was `n` went into a live connection if the count has since moved past `n`.
+    pub(crate) fn answers(&self) -> u64 {
+        self.0.answers.load(Ordering::Acquire)
+    }
+
     /// Counts a request that got no reply in time; see [`NodeState::note_timeout`].
     pub(crate) fn note_timeout(&self) {
         self.0.note_timeout();
+    }
+}
+
+/// A client's nodes, and the work it left running against them in the background.
+pub(crate) struct NodeSet {
+    pub(crate) nodes: Box<[Node]>,
+    pub(crate) background: Arc<Background>,
+}
+
+impl NodeSet {
+    pub(crate) fn new(nodes: Box<[Node]>) -> Self {
+        Self {
+            nodes,
+            background: Arc::default(),
+        }
+    }
+
+    /// Waits for the background work, then until every request already written to a
+    /// connected node has been processed there (a node answers in order, so its answer to one
+    /// `PING` sent now comes after them), each node for at most `timeout`.
+    pub(crate) async fn flush(&self, timeout: Duration) {
+        self.background.idle().await;
+        let pings = self.nodes.iter().map(|node| node.0.ping(timeout));
+        futures_util::future::join_all(pings).await;
     }
 }
 
@@ -50,6 +83,8 @@ struct NodeState {
     attempts: AtomicU64,
     /// Requests that timed out since the node last answered anything.
     silent_timeouts: AtomicU32,
+    /// Answers received, error replies included.
+    answers: AtomicU64,
 }
 
 /// Timeouts in a row after which the connection is presumed half-open and replaced. A paused or
@@ -76,6 +111,7 @@ impl NodeState {
             connect_gate: tokio::sync::Mutex::new(LastAttempt::default()),
             attempts: AtomicU64::new(0),
             silent_timeouts: AtomicU32::new(0),
+            answers: AtomicU64::new(0),
         }
     }
 
@@ -116,13 +152,25 @@ impl NodeState {
         }
     }
 
+    /// A `PING` on the open connection, if there is one; what it answers does not matter.
+    async fn ping(&self, timeout: Duration) {
+        if let Some(mut connected) = self.cached() {
+            let ping = redis::cmd("PING");
+            let answer = connected.connection.send_packed_command(&ping);
+            let _ = tokio::time::timeout(timeout, answer).await;
+        }
+    }
+
     /// Sends on `connected`, dropping it from the cache if the error broke it.
     async fn send_on(&self, mut connected: Connected, cmd: &Cmd) -> Result<Value, RedisError> {
         let result = connected.connection.send_packed_command(cmd).await;
         match &result {
             Err(error) if breaks_connection(error) => self.forget(connected.generation),
             // Any answer, even an error reply, shows the connection is alive.
-            _ => self.silent_timeouts.store(0, Ordering::Release),
+            _ => {
+                self.silent_timeouts.store(0, Ordering::Release);
+                self.answers.fetch_add(1, Ordering::AcqRel);
+            }
         }
         result
     }

@@ -8,8 +8,11 @@ use super::time::Instant;
 ///
 /// Driving contract (the same for every operation):
 /// 1. send every [`poll_transmit`](Operation::poll_transmit) until it returns `None`;
-/// 2. if [`poll_outcome`](Operation::poll_outcome) returns `Some`, stop: the operation is over,
-///    and nothing it sent earlier needs an answer any more;
+/// 2. if [`poll_outcome`](Operation::poll_outcome) returns `Some`, hand it to the caller. If
+///    [`poll_timeout`](Operation::poll_timeout) is then `None`, the operation is over and nothing
+///    it sent earlier needs an answer any more. If it is `Some`, the operation still has requests
+///    it wants answered (a release's slower nodes): keep driving it, off the caller's path,
+///    until it is `None`; stopping instead only gives up that tail;
 /// 3. wait for the first of a reply (→ [`handle_reply`](Operation::handle_reply)) or the instant
 ///    from [`poll_timeout`](Operation::poll_timeout) (→ [`handle_timeout`](Operation::handle_timeout)),
 ///    passing the current time; then go back to 1.

@@ -6,7 +6,7 @@ use super::command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
 use super::config::Config;
 use super::lease::Lease;
 use super::operation::Operation;
-use super::report::{NodeError, Report};
+use super::report::{NodeError, NodeStatus, Report};
 use super::round::{Classify, Policy, RequestIds, Round, Vote};
 use super::script;
 use super::time::Instant;
@@ -77,25 +77,43 @@ pub(crate) fn release_round(
 
 /// Releases a lock on every node. It cannot fail: each node answers or times out, and the
 /// report says which did what. Releasing twice, or releasing an expired lock, is harmless.
+///
+/// The outcome comes as soon as a quorum of nodes has answered (deleted, or found nothing of
+/// ours): from then on no other client can be kept from a quorum by this lock, so the caller
+/// need not wait for the slowest node. The deletions on the other nodes are already sent; the
+/// machine keeps going after its outcome until they are answered (a `NOSCRIPT` is resent as
+/// source) or time out, and [`poll_timeout`](Operation::poll_timeout) says when it still has
+/// such work. A driver should finish it in the background; one that stops at the outcome
+/// leaves at most a minority of nodes to let the keys expire with their TTL.
 #[derive(Debug)]
 pub struct Release {
     round: Round,
     ids: RequestIds,
+    quorum: usize,
     done: bool,
 }
 
 /// The result of a release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
-    /// Per node: granted (our keys deleted), refused (nothing of ours was there), failed or
-    /// timed out.
+    /// Per node: granted (our keys deleted), refused (nothing of ours was there), failed, timed
+    /// out, or not answered yet when a quorum had decided the release.
     pub report: Report,
 }
 
 impl Released {
-    /// Whether every node confirmed the keys are gone or were not ours.
+    /// Whether a quorum of nodes confirmed our keys are gone or were not ours, and no node
+    /// failed or timed out. Nodes that had not answered when the release was decided
+    /// ([`NodeStatus::NoAnswer`]) do not count against it: their
+    /// deletions were sent and finish in the background.
     pub fn is_clean(&self) -> bool {
-        self.report.granted_count() + self.report.refused_count() == self.report.nodes().len()
+        let answered = self.report.granted_count() + self.report.refused_count();
+        let failed = self
+            .report
+            .nodes()
+            .iter()
+            .any(|node| matches!(node.status, NodeStatus::Failed(_) | NodeStatus::TimedOut));
+        2 * answered > self.report.nodes().len() && !failed
     }
 }
 
@@ -116,6 +134,7 @@ impl Release {
         Self {
             round,
             ids,
+            quorum: config.quorum(),
             done: false,
         }
     }
@@ -133,7 +152,7 @@ impl Operation for Release {
     }
 
     fn poll_outcome(&mut self) -> Option<Released> {
-        if self.done || self.round.decision().is_none() {
+        if self.done || (self.round.decision().is_none() && self.round.answered() < self.quorum) {
             return None;
         }
         self.done = true;

@@ -79,6 +79,8 @@ pub(crate) struct Round {
     /// Next slot to look at in `poll_transmit`; resends after `NOSCRIPT` move it back.
     cursor: usize,
     yes: usize,
+    /// Replies that voted no (a subset of `other`).
+    no: usize,
     other: usize,
     decision: Option<Decision>,
 }
@@ -119,6 +121,7 @@ impl Round {
             slots,
             cursor: 0,
             yes: 0,
+            no: 0,
             other: 0,
             decision: None,
         }
@@ -240,10 +243,13 @@ impl Round {
     }
 
     fn settle(&mut self, index: usize, status: NodeStatus, now: Instant) {
-        if status == NodeStatus::Granted {
-            self.yes += 1;
-        } else {
-            self.other += 1;
+        match status {
+            NodeStatus::Granted => self.yes += 1,
+            NodeStatus::Refused => {
+                self.no += 1;
+                self.other += 1;
+            }
+            _ => self.other += 1,
         }
         self.slots[index].state = SlotState::Done(status);
         let nodes = self.slots.len();
@@ -257,6 +263,11 @@ impl Round {
                 at: now,
             });
         }
+    }
+
+    /// How many nodes answered yes or no so far: failures and timeouts are not answers.
+    pub(crate) fn answered(&self) -> usize {
+        self.yes + self.no
     }
 
     /// Each node's integer reply, in node order (`None`: no integer came back).

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 use quorumlock::proto::{NodeErrorKind, NodeStatus, Report, WAITING_MARKER_PREFIX};
-use quorumlock::{Redlock, Retry, Token};
+use quorumlock::{Redlock, Retry};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, FromRedisValue};
 
@@ -54,21 +54,6 @@ pub async fn query<T: FromRedisValue>(url: &str, cmd: &Cmd) -> T {
         .unwrap_or_else(|e| panic!("inspection command on {url}: {e}"))
 }
 
-/// Returns once every node has processed what `redlock` sent it so far, including requests
-/// still finishing after their round was decided without them. A release round waits for every
-/// node, and each node's requests travel one connection in order, so a release of a key nobody
-/// holds, answered by all nodes, comes after them. Every node must be up.
-pub async fn barrier(redlock: &Redlock) {
-    let token = Token::new("barrier-token").unwrap();
-    let released = redlock.release_token(&["barrier".to_owned()], &token).await;
-    let report = &released.report;
-    assert_eq!(
-        report.refused_count(),
-        report.nodes().len(),
-        "barrier: {report}"
-    );
-}
-
 /// Every key on the node.
 pub async fn keys(url: &str) -> Vec<String> {
     query(url, redis::cmd("KEYS").arg("*")).await
@@ -95,8 +80,10 @@ pub async fn del_everywhere(urls: &[String], keys: &[&str]) {
     }
 }
 
-/// Asserts that no node in `urls` holds any key at all.
-pub async fn assert_no_keys(urls: &[String]) {
+/// Asserts that no node in `urls` holds any lock key, once `redlock` has flushed.
+pub async fn assert_no_keys(redlock: &Redlock, urls: &[String]) {
+    // A release returns at a quorum; the other nodes finish in the background.
+    redlock.flush().await;
     for url in urls {
         let mut left = keys(url).await;
         // Waiters mark keys they found taken; the marks expire on their own and lock nothing.

@@ -74,6 +74,8 @@ pub struct Harness<O: Operation> {
     unread: usize,
     outcome: Option<O::Output>,
     outcome_at: Option<Instant>,
+    /// Whether the operation still had requests in flight when it gave its outcome.
+    tail: bool,
     lines: Vec<String>,
 }
 
@@ -97,6 +99,7 @@ where
             unread: 0,
             outcome: None,
             outcome_at: None,
+            tail: false,
             lines: Vec::new(),
         };
         harness.flush();
@@ -231,7 +234,7 @@ where
     fn flush(&mut self) {
         while let Some(transmit) = self.op.poll_transmit() {
             assert!(
-                self.outcome.is_none(),
+                self.outcome.is_none() || self.tail,
                 "sent {transmit:?} after the outcome"
             );
             self.lines.push(format!(
@@ -259,11 +262,18 @@ where
             self.lines.extend(described);
             self.outcome = Some(outcome);
             self.outcome_at = Some(self.now);
+            self.tail = self.op.poll_timeout().is_some();
+            if self.tail {
+                self.lines.push(format!(
+                    "{}  (requests still in flight finish after the outcome)",
+                    show_offset(self.base, self.now)
+                ));
+            }
         }
         if self.outcome.is_some() {
             assert!(
-                self.op.poll_timeout().is_none(),
-                "a timeout is still scheduled after the outcome"
+                self.tail || self.op.poll_timeout().is_none(),
+                "a timeout is still scheduled after an outcome that had nothing in flight"
             );
             assert!(
                 self.op.poll_outcome().is_none(),
