@@ -58,7 +58,7 @@ echo "export const importMetaUrl = require('node:url').pathToFileURL(__filename)
 
 size() { wc -c < "$1" | tr -d ' '; }
 gzipped() { gzip -9 -c "$1" | wc -c | tr -d ' '; }
-api_files=("$out"/{index,redlock,lock,errors,options,transport,resp-codec}.js "$out"/adapters/*.js)
+api_files=("$out"/{index,redlock,lock,errors,options,engine,resp-codec}.js "$out"/adapters/*.js)
 api_raw=$(cat "${api_files[@]}" | wc -c | tr -d ' ')
 api_gz=$(cat "${api_files[@]}" | gzip -9 -c | wc -c | tr -d ' ')
 echo "built $out"

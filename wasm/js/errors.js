@@ -12,7 +12,15 @@ export class RedlockError extends Error {
 }
 
 /** Another owner holds the resources on so many nodes that no quorum was possible. */
-export class LockContendedError extends RedlockError {}
+export class LockContendedError extends RedlockError {
+  constructor(message, { retryAfter = null, ...rest } = {}) {
+    super(message, rest);
+    /** Milliseconds until the holder's keys expire on enough nodes for a quorum to be free, as
+     * the nodes reported it (the holder may release or extend before then); `null` when too
+     * few nodes answered. */
+    this.retryAfter = retryAfter;
+  }
+}
 
 /** Too few nodes granted in time: nodes down, slow or failing (`NO_QUORUM`), or the quorum came
  * so late that too little validity was left (`VALIDITY_TOO_SHORT`). */
@@ -58,22 +66,37 @@ const TYPE_BY_CODE = {
   ABORTED: AbortError,
 };
 
-/** The per-node report as public objects: one `{ node, status, error, latency }` per node. */
-export function toReport(entries) {
-  if (!Array.isArray(entries)) return null;
-  return entries.map(([status, kind, detail, latency], node) => ({
-    node,
-    status,
-    error: kind === null ? null : { kind, message: detail },
-    latency,
-  }));
+// Codes of the core's report (see the crate's to_js.rs).
+const STATUS = ['granted', 'refused', 'timed-out', 'no-answer', 'failed'];
+const ERROR_KIND = [null, 'io', 'auth', 'server', 'protocol'];
+
+/** The per-node report as public objects: one `{ node, status, error, latency }` per node. The
+ * core gives `[numbers, details]`: status, error kind and latency per node, and the error texts
+ * of failed nodes. */
+export function toReport(encoded) {
+  if (!Array.isArray(encoded)) return null;
+  const [numbers, details] = encoded;
+  const report = [];
+  for (let node = 0, at = 0; at + 2 < numbers.length; node += 1, at += 3) {
+    const kind = ERROR_KIND[numbers[at + 1]] ?? null;
+    const latency = numbers[at + 2];
+    report.push({
+      node,
+      status: STATUS[numbers[at]],
+      error: kind === null ? null : { kind, message: details?.[node] ?? '' },
+      latency: Number.isNaN(latency) ? null : latency,
+    });
+  }
+  return report;
 }
 
-/** Turns what the core rejects with (`[code, message, report]`) into an error object; errors
- * that already are errors (bad input) pass through. */
+/** Turns what the core fails with (`[code, message, report, retryAfter]`) into an error
+ * object; errors that already are errors (bad input) pass through. */
 export function toError(failure, cause) {
   if (!Array.isArray(failure)) return failure;
-  const [code, message, report] = failure;
+  const [code, message, report, retryAfter] = failure;
   const Type = TYPE_BY_CODE[code] ?? RedlockError;
-  return new Type(message, { code, report: toReport(report), cause });
+  const options = { code, report: toReport(report), cause };
+  if (Type === LockContendedError) options.retryAfter = retryAfter ?? null;
+  return new Type(message, options);
 }

@@ -105,7 +105,14 @@ export class RedlockError extends Error {
   /** Per-node outcome of the round that failed, when one ran. */
   readonly report: NodeReport[] | null;
 }
-export class LockContendedError extends RedlockError {}
+export class LockContendedError extends RedlockError {
+  /**
+   * Milliseconds until the holder's keys expire on enough nodes for a quorum to be free, as the
+   * nodes reported it (the holder may release or extend before then); `null` when too few nodes
+   * answered.
+   */
+  readonly retryAfter: number | null;
+}
 export class QuorumError extends RedlockError {}
 export class LockLostError extends RedlockError {}
 export class ExtensionLimitError extends RedlockError {}

@@ -1,22 +1,24 @@
 // A held lock as JavaScript sees it: plain data plus extend and release.
 
-import { LockReleasedError, toError, toReport } from './errors.js';
+import { LockReleasedError, toReport } from './errors.js';
 import { checkTtl } from './options.js';
 
 /** Milliseconds until an automatic extension is due; for `Redlock#using` only. */
 export const RENEW_IN = Symbol('quorumlock.renewIn');
 
 export class Lock {
+  #engine;
   #held;
   #released = null;
   #extending = null;
   #expiresAt;
 
   /** @internal Locks are made by `Redlock#acquire`. */
-  constructor(held) {
+  constructor(engine, held, resources) {
+    this.#engine = engine;
     this.#held = held;
     /** The locked keys. */
-    this.resources = Object.freeze(held.resources());
+    this.resources = Object.freeze(resources);
     /** The random token stored under every key. */
     this.value = held.value();
     this.#expiresAt = Date.now() + held.remainingMs();
@@ -65,13 +67,9 @@ export class Lock {
   async extend(ttl) {
     checkTtl(ttl);
     if (this.#released) throw new LockReleasedError('the lock was already released', { code: 'LOCK_RELEASED' });
-    const extending = this.#held.extend(ttl);
+    const extending = this.#engine.extend(this.#held, ttl);
     this.#extending = extending.catch(() => {});
-    try {
-      await extending;
-    } catch (failure) {
-      throw toError(failure);
-    }
+    await extending;
     this.#expiresAt = Date.now() + this.#held.remainingMs();
     return this;
   }
@@ -84,8 +82,8 @@ export class Lock {
   release() {
     this.#released ??= (async () => {
       // An extension still in flight could set the TTL again after the delete: let it finish.
-      await this.#extending;
-      const [clean = false, report = null] = await this.#held.release();
+      if (this.#extending !== null) await this.#extending;
+      const [clean = false, report = null] = await this.#engine.release(this.#held);
       return { clean, report: toReport(report) };
     })();
     return this.#released;

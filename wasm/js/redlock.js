@@ -1,7 +1,7 @@
 // The public entry point: a Redlock client over one executor per Redis node.
 
-import { RedlockCore } from './quorumlock_wasm.js';
-import { AbortError, LockLostError, toError } from './errors.js';
+import { AbortError, LockLostError } from './errors.js';
+import { Engine } from './engine.js';
 import { Lock, RENEW_IN } from './lock.js';
 import {
   ACQUIRE_OPTIONS,
@@ -11,24 +11,18 @@ import {
   checkResources,
   checkTtl,
 } from './options.js';
-import { createTransport } from './transport.js';
 
 function abortedError(signal) {
   return new AbortError('the acquire was aborted', { code: 'ABORTED', cause: signal.reason });
 }
 
-/** A promise that resolves when `signal` aborts, and a way to stop listening. */
-function onAbort(signal) {
-  let listener;
-  const aborted = new Promise((resolve) => {
-    listener = () => resolve();
-    signal.addEventListener('abort', listener, { once: true });
-  });
-  return { aborted, dispose: () => signal.removeEventListener('abort', listener) };
+function hasAny(object) {
+  for (const _ in object) return true;
+  return false;
 }
 
 export class Redlock {
-  #core;
+  #engine;
   #settings;
 
   /**
@@ -40,7 +34,7 @@ export class Redlock {
   constructor(executors, options = {}) {
     const checked = checkExecutors(executors);
     this.#settings = checkOptions(options, REDLOCK_OPTIONS, 'options');
-    this.#core = new RedlockCore(createTransport(checked), checked.length, this.#settings);
+    this.#engine = new Engine(checked, this.#settings);
   }
 
   /**
@@ -54,16 +48,13 @@ export class Redlock {
     checkTtl(ttl);
     const { signal, ...retry } = checkOptions(options, ACQUIRE_OPTIONS, 'acquire options');
     if (signal?.aborted) throw abortedError(signal);
-    const settings = { ...this.#settings, ...retry, ttl };
-    const cancel = signal ? onAbort(signal) : null;
+    // Per-call retry options: the core reads every setting again; else it uses its own.
+    const settings = hasAny(retry) ? { ...this.#settings, ...retry } : undefined;
     try {
-      return new Lock(await this.#core.acquire(names, settings, cancel?.aborted));
-    } catch (failure) {
-      const error = toError(failure);
+      return new Lock(this.#engine, await this.#engine.acquire(names, ttl, settings, signal), names);
+    } catch (error) {
       if (error instanceof AbortError && signal) throw abortedError(signal);
       throw error;
-    } finally {
-      cancel?.dispose();
     }
   }
 

@@ -1,78 +1,165 @@
-//! The drive loop over JavaScript promises: send what the core asks, hand it replies and
-//! timeouts, until it has an outcome or the caller cancels.
+//! Operations in flight, driven from JavaScript.
+//!
+//! Nothing here waits: each call runs an operation as far as it can go — sending what the
+//! core asks through the [`Transport`], handling a reply, a deadline or a cancellation — and
+//! tells JavaScript what to wait for next. A command sent to several nodes crosses to
+//! JavaScript once, as one string, and each send after that is four numbers.
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::task::Poll;
+use std::fmt::Write;
 
-use js_sys::futures::JsFuture;
-use js_sys::Array;
-use quorumlock::proto::{NodeId, Operation, RequestId};
-use wasm_bindgen::JsValue;
+use quorumlock::proto::{Arg, Command, Instant, NodeId, Operation, Reply, RequestId};
 
-use crate::host::{self, Transport};
-use crate::reply;
-use crate::timer::Sleep;
+use crate::host::{self, Clock, Transport};
 
-struct InFlight {
+/// What a step tells JavaScript, as one number: the operation is waiting until this
+/// `performance.now()` reading (or `+∞`, for a reply only), or one of the codes below.
+pub(crate) mod status {
+    /// The operation is over and succeeded; `finish` gives its result.
+    pub(crate) const DONE: f64 = -1.0;
+    /// The operation is over and failed; `finish` gives the failure.
+    pub(crate) const FAILED: f64 = -2.0;
+    /// The call did not concern a live operation (a late reply, a second cancel): nothing
+    /// changed.
+    pub(crate) const IGNORED: f64 = -3.0;
+}
+
+/// Distinct commands kept per operation. The machines use a handful (the attempt, its `EVAL`
+/// fallback, the clean-up and its fallback); past this, commands are numbered afresh.
+const MAX_COMMANDS: usize = 8;
+
+struct Sent {
+    ticket: u32,
     node: NodeId,
     request: RequestId,
-    reply: JsFuture,
 }
 
-enum Event {
-    Reply(usize, Result<JsValue, JsValue>),
-    Timer,
-    Cancelled,
+/// The bookkeeping shared by every kind of operation: requests in flight and the commands
+/// already defined on the JavaScript side.
+#[derive(Default)]
+pub(crate) struct Io {
+    in_flight: Vec<Sent>,
+    commands: Vec<Command>,
+    defined: u32,
+    deadline: Option<Instant>,
 }
 
-/// How a drive ended.
-pub(crate) enum Driven<T> {
-    /// The operation produced its outcome.
+impl Io {
+    /// The node and request a reply reported with `ticket` answers, forgotten from then on.
+    pub(crate) fn take(&mut self, ticket: u32) -> Option<(NodeId, RequestId)> {
+        let at = self
+            .in_flight
+            .iter()
+            .position(|sent| sent.ticket == ticket)?;
+        let sent = self.in_flight.swap_remove(at);
+        Some((sent.node, sent.request))
+    }
+
+    /// Forgets every request in flight: their replies will be ignored.
+    pub(crate) fn forget(&mut self) {
+        self.in_flight.clear();
+        self.deadline = None;
+    }
+
+    /// The deadline of the last step, if it has not passed at `now`.
+    pub(crate) fn pending_deadline(&self, now: Instant) -> Option<Instant> {
+        self.deadline.filter(|deadline| *deadline > now)
+    }
+
+    /// The JavaScript number of `command`, defining it there first if it is new.
+    fn number(&mut self, transport: &Transport, op: u32, command: Command) -> u32 {
+        if let Some(at) = self.commands.iter().position(|known| *known == command) {
+            return self.defined - (self.commands.len() - at) as u32;
+        }
+        let number = self.defined;
+        transport.define(op, number, &encode(&command));
+        if self.commands.len() == MAX_COMMANDS {
+            self.commands.remove(0);
+        }
+        self.commands.push(command);
+        self.defined += 1;
+        number
+    }
+}
+
+/// Every argument as its UTF-16 length, a colon and the argument.
+fn encode(command: &Command) -> String {
+    let mut out = String::with_capacity(16 + command.arg_count() * 24);
+    command.for_each_arg(|arg| match arg {
+        Arg::Str(text) => {
+            let units = if text.is_ascii() {
+                text.len()
+            } else {
+                text.encode_utf16().count()
+            };
+            let _ = write!(out, "{units}:{text}");
+        }
+        Arg::Int(n) => {
+            let digits = n.checked_ilog10().map_or(1, |log| log + 1);
+            let _ = write!(out, "{digits}:{n}");
+        }
+    });
+    out
+}
+
+/// The source of tickets: unique per engine, so a late reply to a finished operation never
+/// matches a request of the operation that reused its slot.
+#[derive(Default)]
+pub(crate) struct Tickets(u32);
+
+impl Tickets {
+    fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_add(1);
+        self.0
+    }
+}
+
+/// What running an operation to its next wait produced.
+pub(crate) enum Stepped<T> {
+    /// The outcome.
     Done(T),
-    /// The cancel promise settled first. The operation may have requests in flight that can
-    /// still take effect on the nodes.
-    Cancelled,
+    /// Waiting until this `performance.now()` reading (`+∞`: for a reply only).
+    Waiting(f64),
 }
 
-/// Runs `op` until it has an outcome, or until `cancel` settles (resolved or rejected).
-///
-/// Replies the core no longer awaits are dropped, together with their timers; the executor's
-/// promise may settle later and is then ignored.
-pub(crate) async fn drive<O: Operation>(
-    transport: &Transport,
+/// Hands `reply` to `op` if it answers a request still in flight.
+pub(crate) fn reply<O: Operation>(op: &mut O, io: &mut Io, ticket: u32, reply: Reply) -> bool {
+    match io.take(ticket) {
+        Some((node, request)) => {
+            op.handle_reply(node, request, reply, host::now());
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs `op` until it needs to wait or has its outcome, following the driving contract of
+/// [`Operation`]: send everything, check for the outcome, handle a deadline already passed.
+pub(crate) fn step<O: Operation>(
     op: &mut O,
-    mut cancel: Option<JsFuture>,
-) -> Driven<O::Output> {
-    let mut in_flight: Vec<InFlight> = Vec::new();
-    let mut timer: Option<Sleep> = None;
+    io: &mut Io,
+    id: u32,
+    transport: &Transport,
+    tickets: &mut Tickets,
+    clock: &Clock,
+) -> Stepped<O::Output> {
     loop {
         while let Some(transmit) = op.poll_transmit() {
-            let args = Array::new();
-            for arg in transmit.command.to_strings() {
-                args.push(&JsValue::from_str(&arg));
-            }
+            let number = io.number(transport, id, transmit.command);
+            let ticket = tickets.next();
+            io.in_flight.push(Sent {
+                ticket,
+                node: transmit.node,
+                request: transmit.request,
+            });
             let node = u32::try_from(transmit.node.index()).unwrap_or(u32::MAX);
-            match transport.send(node, args) {
-                Ok(promise) => in_flight.push(InFlight {
-                    node: transmit.node,
-                    request: transmit.request,
-                    reply: JsFuture::from(promise),
-                }),
-                Err(thrown) => op.handle_reply(
-                    transmit.node,
-                    transmit.request,
-                    reply::from_rejected(&thrown),
-                    host::now(),
-                ),
-            }
+            transport.send(id, node, ticket, number);
         }
         if let Some(outcome) = op.poll_outcome() {
-            return Driven::Done(outcome);
+            io.forget();
+            return Stepped::Done(outcome);
         }
-        in_flight.retain(|f| op.is_awaiting(f.node, f.request));
-
-        // Check the clock before arming a timer: a deadline that already passed is handled now.
+        io.in_flight
+            .retain(|sent| op.is_awaiting(sent.node, sent.request));
         match op.poll_timeout() {
             Some(deadline) => {
                 let now = host::now();
@@ -80,45 +167,28 @@ pub(crate) async fn drive<O: Operation>(
                     op.handle_timeout(now);
                     continue;
                 }
-                if timer.as_ref().map(Sleep::deadline) != Some(deadline) {
-                    timer = Some(Sleep::until(deadline));
-                }
+                io.deadline = Some(deadline);
+                return Stepped::Waiting(clock.to_ms(deadline));
             }
-            None => timer = None,
+            None => {
+                io.deadline = None;
+                return Stepped::Waiting(f64::INFINITY);
+            }
         }
+    }
+}
 
-        let event = poll_fn(|cx| {
-            if let Some(cancel) = cancel.as_mut() {
-                if Pin::new(cancel).poll(cx).is_ready() {
-                    return Poll::Ready(Event::Cancelled);
-                }
-            }
-            for (index, request) in in_flight.iter_mut().enumerate() {
-                if let Poll::Ready(settled) = Pin::new(&mut request.reply).poll(cx) {
-                    return Poll::Ready(Event::Reply(index, settled));
-                }
-            }
-            match timer.as_mut() {
-                Some(sleep) => Pin::new(sleep).poll(cx).map(|()| Event::Timer),
-                None => Poll::Pending,
-            }
-        })
-        .await;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-        match event {
-            Event::Reply(index, settled) => {
-                let done = in_flight.swap_remove(index);
-                let reply = match settled {
-                    Ok(value) => reply::from_resolved(&value),
-                    Err(error) => reply::from_rejected(&error),
-                };
-                op.handle_reply(done.node, done.request, reply, host::now());
-            }
-            Event::Timer => {
-                timer = None;
-                op.handle_timeout(host::now());
-            }
-            Event::Cancelled => return Driven::Cancelled,
+    #[test]
+    fn arguments_carry_their_utf16_length() {
+        let mut out = String::new();
+        for text in ["SET", "ké", "😀", ""] {
+            let units = text.encode_utf16().count();
+            let _ = write!(out, "{units}:{text}");
         }
+        assert_eq!(out, "3:SET2:ké2:😀0:");
     }
 }

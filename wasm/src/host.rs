@@ -1,28 +1,31 @@
-//! Everything the module takes from its JavaScript host: the transport to the Redis nodes,
-//! timers, the clock and the CSPRNG. Keeping them in one file keeps every other module free of
-//! host calls, and makes this the one place allowed to read the clock.
+//! Everything the module takes from its JavaScript host: the transport to the Redis nodes, the
+//! clocks and the CSPRNG. Keeping them in one file keeps every other module free of host calls,
+//! and makes this the one place allowed to read the clock.
 
-use js_sys::Promise;
+use std::cell::RefCell;
+
 use quorumlock::proto::{Instant, Token};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
 extern "C" {
-    /// The JavaScript side of the node connections: `send(node, args)` hands one command (an
-    /// array of strings) to the executor of node `node` and returns a promise of its tagged
-    /// reply (see `reply.rs`).
+    /// The JavaScript side of the node connections (`js/engine.js`). The core never waits on
+    /// it: it hands over commands, and JavaScript later reports each reply, a deadline that
+    /// passed or a cancellation by calling back into the core.
     pub type Transport;
 
-    /// Sends one command; the promise is expected never to reject, but a rejection or a
-    /// synchronous throw still only counts as a failed vote.
-    #[wasm_bindgen(method, catch)]
-    pub fn send(this: &Transport, node: u32, args: js_sys::Array) -> Result<Promise, JsValue>;
+    /// Sends command number `command` of operation `op` to node `node`; the reply is to be
+    /// reported with `ticket`. Must not call back into the core synchronously.
+    #[wasm_bindgen(method)]
+    pub fn send(this: &Transport, op: u32, node: u32, ticket: u32, command: u32);
 
-    #[wasm_bindgen(js_name = setTimeout)]
-    pub(crate) fn set_timeout(handler: &JsValue, delay_ms: f64) -> JsValue;
+    /// Defines command number `command` of operation `op`: its arguments, each written as its
+    /// length in UTF-16 code units, a colon, and the argument (`3:SET5:key:1…`).
+    #[wasm_bindgen(method)]
+    pub fn define(this: &Transport, op: u32, command: u32, args: &str);
 
-    #[wasm_bindgen(js_name = clearTimeout)]
-    pub(crate) fn clear_timeout(handle: &JsValue);
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
 
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
     fn get_random_values(buffer: &mut [u8]) -> Result<JsValue, JsValue>;
@@ -34,10 +37,65 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
-/// A fresh 128-bit token and a jitter seed from `crypto.getRandomValues`.
+/// Maps core instants to `performance.now()` milliseconds, the clock JavaScript arms its
+/// deadlines on.
+pub(crate) struct Clock {
+    origin: Instant,
+    origin_ms: f64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            origin: now(),
+            origin_ms: performance_now(),
+        }
+    }
+
+    /// `instant` as a `performance.now()` reading.
+    pub(crate) fn to_ms(&self, instant: Instant) -> f64 {
+        let since = instant.saturating_duration_since(self.origin);
+        self.origin_ms + since.as_secs_f64() * 1000.0
+    }
+}
+
+/// Random bytes fetched per `crypto.getRandomValues` call: enough for 170 locks.
+const POOL_BYTES: usize = 4080;
+
+struct Pool {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: Vec::new(), at: 0 }) };
+}
+
+/// `N` bytes from a pool of `crypto.getRandomValues` output, refilled when used up. Each byte is
+/// handed out once.
+fn random<const N: usize>() -> Result<[u8; N], JsValue> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.bytes.len() < pool.at + N {
+            let mut fresh = vec![0u8; POOL_BYTES];
+            // getRandomValues fills at most 65,536 bytes per call; the pool is far below that.
+            get_random_values(&mut fresh)?;
+            pool.bytes = fresh;
+            pool.at = 0;
+        }
+        let at = pool.at;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&pool.bytes[at..at + N]);
+        // Wipe what was handed out, so the pool never holds a token still in use.
+        pool.bytes[at..at + N].fill(0);
+        pool.at = at + N;
+        Ok(out)
+    })
+}
+
+/// A fresh 128-bit token and a jitter seed from the CSPRNG.
 pub(crate) fn token_and_seed() -> Result<(Token, u64), JsValue> {
-    let mut bytes = [0u8; 24];
-    get_random_values(&mut bytes)?;
+    let bytes = random::<24>()?;
     let mut token_bits = [0u8; 16];
     let mut seed_bits = [0u8; 8];
     token_bits.copy_from_slice(&bytes[..16]);
@@ -49,10 +107,10 @@ pub(crate) fn token_and_seed() -> Result<(Token, u64), JsValue> {
 }
 
 /// A jitter seed alone. Jitter needs spread, not secrecy, so a host without a CSPRNG falls
-/// back to the clock rather than failing an extension.
+/// back to `Math.random` rather than failing an extension.
 pub(crate) fn seed() -> u64 {
-    match token_and_seed() {
-        Ok((_, seed)) => seed,
+    match random::<8>() {
+        Ok(bits) => u64::from_le_bytes(bits),
         Err(_) => (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64,
     }
 }

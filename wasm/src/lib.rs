@@ -3,40 +3,61 @@
 //! The quorumlock Redlock core for JavaScript runtimes.
 //!
 //! This crate is the WebAssembly half of the npm package `quorumlock`: it runs the protocol
-//! machines of [`quorumlock::proto`] over promises supplied by JavaScript executors, one per
-//! Redis node. The public JavaScript API (`Redlock`, `Lock`, `using`, the error classes) lives in
-//! `js/` and is the only caller of what is exported here; its inputs are checked there first,
-//! and again here, so that no input ever makes the module trap.
+//! machines of [`quorumlock::proto`] for JavaScript, which carries the commands to one executor
+//! per Redis node. JavaScript drives: it starts an operation, reports each reply, deadline and
+//! cancellation, and each of those calls runs the operation as far as it can go and answers
+//! with one number (see `driver::status`). The public JavaScript API (`Redlock`, `Lock`,
+//! `using`, the error classes) lives in `js/` and is the only caller of what is exported here;
+//! its inputs are checked there first, and again here, so that no input ever makes the module
+//! trap.
 
 mod driver;
 mod host;
 mod messages;
 mod reply;
 mod settings;
-mod timer;
 mod to_js;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::futures::{future_to_promise, JsFuture};
-use js_sys::{Array, Promise};
-use quorumlock::proto::{Acquire, Config, Extend, Lease, Release};
+use js_sys::Array;
+use quorumlock::proto::{
+    Acquire, AcquireError, Config, Extend, ExtendError, Lease, Operation, Release, Released,
+    Settings,
+};
 use wasm_bindgen::prelude::*;
 
-use driver::{drive, Driven};
+use driver::{status, Io, Stepped, Tickets};
 pub use host::Transport;
 use to_js::code;
 
-struct Shared {
-    transport: Transport,
-    nodes: usize,
-}
-
-/// The protocol engine for one set of Redis nodes.
+/// The protocol engine for one set of Redis nodes, and the operations it is running.
 #[wasm_bindgen]
 pub struct RedlockCore {
-    shared: Rc<Shared>,
+    transport: Transport,
+    nodes: usize,
+    /// The constructor's settings; an acquire without retry options uses them with its TTL.
+    settings: Settings,
+    clock: host::Clock,
+    tickets: Tickets,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+}
+
+struct Slot {
+    io: Io,
+    task: Task,
+}
+
+enum Task {
+    Acquire(Box<Acquire>, Config),
+    /// An acquire cancelled by the caller: deleting whatever it may have set.
+    Abort(Release),
+    Extend(Box<Extend>, Config, Rc<RefCell<HeldState>>),
+    Release(Release),
+    /// Over; `finish` hands out the value.
+    Finished(Result<JsValue, JsValue>),
 }
 
 #[wasm_bindgen]
@@ -51,23 +72,31 @@ impl RedlockCore {
     ) -> Result<RedlockCore, JsValue> {
         let nodes = usize::try_from(nodes).map_err(|_| range_error("too many nodes"))?;
         // The TTL comes with each acquire; check everything else against the longest one.
-        let mut settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
-        settings.ttl = Config::MAX_TTL;
-        Config::new(nodes, settings).map_err(|e| range_error(&messages::config(&e)))?;
+        let settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
+        let mut longest = settings.clone();
+        longest.ttl = Config::MAX_TTL;
+        Config::new(nodes, longest).map_err(|e| range_error(&messages::config(&e)))?;
         Ok(Self {
-            shared: Rc::new(Shared { transport, nodes }),
+            transport,
+            nodes,
+            settings,
+            clock: host::Clock::new(),
+            tickets: Tickets::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
         })
     }
 
-    /// Acquires `resources` with the settings in `options` (which include the TTL). Resolves
-    /// with a [`HeldLock`]; rejects with `[code, message, report]`. When `cancel` settles first,
-    /// the keys are released on every node and the promise rejects with code `ABORTED`.
+    /// Starts acquiring `resources` for `ttl_ms`, with the constructor's settings, or with
+    /// `options` when given (all settings, retry options included). Returns the operation's
+    /// id; nothing is sent before [`RedlockCore::step`]. Throws a `TypeError` or a `RangeError`
+    /// for input the core cannot use.
     pub fn acquire(
-        &self,
+        &mut self,
         resources: Array,
+        ttl_ms: f64,
         options: &JsValue,
-        cancel: Option<Promise>,
-    ) -> Result<Promise, JsValue> {
+    ) -> Result<u32, JsValue> {
         let mut names = Vec::with_capacity(resources.length() as usize);
         for (index, resource) in resources.iter().enumerate() {
             match resource.as_string() {
@@ -75,37 +104,243 @@ impl RedlockCore {
                 None => return Err(type_error(&format!("resource {index} is not a string"))),
             }
         }
-        let settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
-        let config = Config::new(self.shared.nodes, settings)
-            .map_err(|e| range_error(&messages::config(&e)))?;
+        let mut settings = if options.is_undefined() {
+            self.settings.clone()
+        } else {
+            settings::from_options(options).map_err(|e| range_error(&e.0))?
+        };
+        settings.ttl = duration_ms(ttl_ms, "ttl")?;
+        let config =
+            Config::new(self.nodes, settings).map_err(|e| range_error(&messages::config(&e)))?;
         let (token, seed) = host::token_and_seed().map_err(|_| {
             JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
         })?;
-        let mut acquire = Acquire::new(&config, names, token, seed, host::now())
+        let acquire = Acquire::new(&config, names, token, seed, host::now())
             .map_err(|e| type_error(&messages::resources(&e)))?;
-        let shared = self.shared.clone();
-        Ok(future_to_promise(async move {
-            let cancel = cancel.map(JsFuture::from);
-            match drive(&shared.transport, &mut acquire, cancel).await {
-                Driven::Done(Ok(lease)) => Ok(HeldLock::new(shared, config, lease).into()),
-                Driven::Done(Err(error)) => Err(to_js::acquire_failure(&error)),
-                Driven::Cancelled => {
-                    // A SET sent before the cancel may still land: delete on every node.
-                    let mut release =
-                        Release::new(&config, acquire.resources(), acquire.token(), host::now());
-                    let released = match drive(&shared.transport, &mut release, None).await {
-                        Driven::Done(released) => to_js::report(&released.report),
-                        Driven::Cancelled => JsValue::NULL,
-                    };
-                    Err(to_js::failure(
-                        code::ABORTED,
-                        "the acquire was aborted",
-                        released,
-                    ))
+        Ok(self.insert(Task::Acquire(Box::new(acquire), config)))
+    }
+
+    /// Starts extending `lock` to `ttl_ms` from now, if a quorum still holds it for us.
+    /// Returns the operation's id. Throws a `RangeError` for a TTL the settings cannot use.
+    pub fn extend(&mut self, lock: &HeldLock, ttl_ms: f64) -> Result<u32, JsValue> {
+        let ttl = duration_ms(ttl_ms, "ttl")?;
+        let (config, extend) = {
+            let state = lock.state.borrow();
+            let config = state
+                .config
+                .with_ttl(ttl)
+                .map_err(|e| range_error(&messages::config(&e)))?;
+            let extend = Extend::new(&config, &state.lease, host::seed(), host::now());
+            (config, extend)
+        };
+        Ok(self.insert(Task::Extend(Box::new(extend), config, lock.state.clone())))
+    }
+
+    /// Starts deleting `lock`'s keys on every node that still holds them for us. Returns the
+    /// operation's id; it always succeeds, with `[clean, report]`.
+    pub fn release(&mut self, lock: &HeldLock) -> u32 {
+        let release = {
+            let state = lock.state.borrow();
+            Release::for_lease(&state.config, &state.lease, host::now())
+        };
+        self.insert(Task::Release(release))
+    }
+
+    /// Runs operation `id` as far as it goes: sends what it asks for. Returns a
+    /// `performance.now()` reading to call [`RedlockCore::timeout`] at (`Infinity`: wait for
+    /// a reply), or `-1` (done: call [`RedlockCore::finish`]), `-2` (failed: the same), `-3`
+    /// (no such operation).
+    pub fn step(&mut self, id: u32) -> f64 {
+        self.advance(id, |_, _| {})
+    }
+
+    /// Reports the reply to the request sent with `ticket`: `tag` says what it is (`0` OK,
+    /// `1` nil, `2` the integer `number`, `3` a server error, `4` a failure to carry the
+    /// command, `5` anything else; `text` describes the last three). Answers like
+    /// [`RedlockCore::step`]; `-3` when nothing awaits that reply any more.
+    pub fn reply(
+        &mut self,
+        id: u32,
+        ticket: u32,
+        tag: u32,
+        number: f64,
+        text: Option<String>,
+    ) -> f64 {
+        let reply = reply::decode(tag, number, text);
+        let mut used = false;
+        let code = self.advance(id, |task, io| {
+            used = match task {
+                Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply),
+                Task::Abort(op) | Task::Release(op) => driver::reply(op, io, ticket, reply),
+                Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply),
+                Task::Finished(_) => false,
+            };
+        });
+        if used {
+            code
+        } else {
+            status::IGNORED
+        }
+    }
+
+    /// The deadline JavaScript was given has come: answers like [`RedlockCore::step`] (with
+    /// the same deadline again if it has not quite passed by the core's clock).
+    pub fn timeout(&mut self, id: u32) -> f64 {
+        let clock = &self.clock;
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return status::IGNORED;
+        };
+        if let Some(deadline) = slot.io.pending_deadline(host::now()) {
+            return clock.to_ms(deadline);
+        }
+        self.advance(id, |task, _| {
+            let now = host::now();
+            match task {
+                Task::Acquire(op, _) => op.handle_timeout(now),
+                Task::Abort(op) | Task::Release(op) => op.handle_timeout(now),
+                Task::Extend(op, _, _) => op.handle_timeout(now),
+                Task::Finished(_) => {}
+            }
+        })
+    }
+
+    /// Cancels acquire `id`: its requests are forgotten and its keys deleted on every node (a
+    /// `SET` sent before may still land), after which it fails with code `ABORTED`. Answers
+    /// like [`RedlockCore::step`]; `-3` for anything but an acquire in progress.
+    pub fn cancel(&mut self, id: u32) -> f64 {
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return status::IGNORED;
+        };
+        let Task::Acquire(acquire, config) = &slot.task else {
+            return status::IGNORED;
+        };
+        let release = Release::new(config, acquire.resources(), acquire.token(), host::now());
+        slot.io.forget();
+        slot.task = Task::Abort(release);
+        self.step(id)
+    }
+
+    /// The result of finished operation `id`, which is then forgotten: a [`HeldLock`] for an
+    /// acquire, `true` for an extension, `[clean, report]` for a release, or
+    /// `[code, message, report, retryAfterMs]` for a failure. `undefined` for no such
+    /// operation.
+    pub fn finish(&mut self, id: u32) -> JsValue {
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return JsValue::UNDEFINED;
+        };
+        if !matches!(
+            slot,
+            Some(Slot {
+                task: Task::Finished(_),
+                ..
+            })
+        ) {
+            return JsValue::UNDEFINED;
+        }
+        let Some(Slot {
+            task: Task::Finished(result),
+            ..
+        }) = slot.take()
+        else {
+            return JsValue::UNDEFINED;
+        };
+        self.free.push(id);
+        match result {
+            Ok(value) | Err(value) => value,
+        }
+    }
+}
+
+impl RedlockCore {
+    fn insert(&mut self, task: Task) -> u32 {
+        let slot = Some(Slot {
+            io: Io::default(),
+            task,
+        });
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = slot;
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Applies `event` to operation `id`, then runs it to its next wait.
+    fn advance(&mut self, id: u32, event: impl FnOnce(&mut Task, &mut Io)) -> f64 {
+        let Self {
+            transport,
+            clock,
+            tickets,
+            slots,
+            ..
+        } = self;
+        let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return status::IGNORED;
+        };
+        event(&mut slot.task, &mut slot.io);
+        let io = &mut slot.io;
+        let finished = match &mut slot.task {
+            Task::Finished(_) => return status::IGNORED,
+            Task::Acquire(op, config) => {
+                match driver::step(&mut **op, io, id, transport, tickets, clock) {
+                    Stepped::Waiting(at) => return at,
+                    Stepped::Done(Ok(lease)) => Ok(HeldLock::new(config.clone(), lease).into()),
+                    Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
                 }
             }
-        }))
+            Task::Abort(op) => match driver::step(op, io, id, transport, tickets, clock) {
+                Stepped::Waiting(at) => return at,
+                Stepped::Done(released) => Err(to_js::failure(
+                    code::ABORTED,
+                    "the acquire was aborted",
+                    to_js::report(&released.report),
+                )),
+            },
+            Task::Extend(op, config, state) => {
+                match driver::step(&mut **op, io, id, transport, tickets, clock) {
+                    Stepped::Waiting(at) => return at,
+                    Stepped::Done(Ok(lease)) => {
+                        *state.borrow_mut() = HeldState {
+                            config: config.clone(),
+                            lease,
+                        };
+                        Ok(JsValue::TRUE)
+                    }
+                    Stepped::Done(Err(error)) => Err(extend_failure(&error)),
+                }
+            }
+            Task::Release(op) => match driver::step(op, io, id, transport, tickets, clock) {
+                Stepped::Waiting(at) => return at,
+                Stepped::Done(released) => Ok(released_value(&released)),
+            },
+        };
+        let code = if finished.is_ok() {
+            status::DONE
+        } else {
+            status::FAILED
+        };
+        slot.task = Task::Finished(finished);
+        code
     }
+}
+
+fn acquire_failure(error: &AcquireError) -> JsValue {
+    to_js::acquire_failure(error)
+}
+
+fn extend_failure(error: &ExtendError) -> JsValue {
+    to_js::extend_failure(error)
+}
+
+fn released_value(released: &Released) -> JsValue {
+    let outcome = Array::new();
+    outcome.push(&JsValue::from_bool(released.is_clean()));
+    outcome.push(&to_js::report(&released.report));
+    outcome.into()
 }
 
 struct HeldState {
@@ -116,20 +351,14 @@ struct HeldState {
 /// A lock held on a quorum of nodes.
 #[wasm_bindgen]
 pub struct HeldLock {
-    shared: Rc<Shared>,
     state: Rc<RefCell<HeldState>>,
 }
 
 impl HeldLock {
-    fn new(shared: Rc<Shared>, config: Config, lease: Lease) -> Self {
+    fn new(config: Config, lease: Lease) -> Self {
         Self {
-            shared,
             state: Rc::new(RefCell::new(HeldState { config, lease })),
         }
-    }
-
-    fn lease(&self) -> Lease {
-        self.state.borrow().lease.clone()
     }
 }
 
@@ -173,59 +402,22 @@ impl HeldLock {
         self.state.borrow().lease.extensions()
     }
 
-    /// Per-node outcome of the last acquire or extend round.
+    /// Per-node outcome of the last acquire or extend round, as `[numbers, details]` (see
+    /// `to_js::report`).
     pub fn report(&self) -> JsValue {
         to_js::report(self.state.borrow().lease.report())
     }
+}
 
-    /// Sets the keys' TTL to `ttl_ms` from now if a quorum still holds them for us. Resolves
-    /// with nothing; rejects with `[code, message, report]`. Throws a `RangeError` for a TTL
-    /// the settings cannot use.
-    pub fn extend(&self, ttl_ms: f64) -> Result<Promise, JsValue> {
-        if !(ttl_ms.is_finite() && ttl_ms >= 0.0) {
-            return Err(range_error("ttl must be a finite, non-negative number"));
-        }
-        let ttl = std::time::Duration::try_from_secs_f64(ttl_ms / 1000.0)
-            .map_err(|_| range_error("ttl is out of range"))?;
-        let config = self
-            .state
-            .borrow()
-            .config
-            .with_ttl(ttl)
-            .map_err(|e| range_error(&messages::config(&e)))?;
-        let mut extend = Extend::new(&config, &self.lease(), host::seed(), host::now());
-        let shared = self.shared.clone();
-        let state = self.state.clone();
-        Ok(future_to_promise(async move {
-            match drive(&shared.transport, &mut extend, None).await {
-                Driven::Done(Ok(lease)) => {
-                    *state.borrow_mut() = HeldState { config, lease };
-                    Ok(JsValue::UNDEFINED)
-                }
-                Driven::Done(Err(error)) => Err(to_js::extend_failure(&error)),
-                Driven::Cancelled => Err(to_js::failure(code::FAILED, "cancelled", JsValue::NULL)),
-            }
-        }))
+/// A TTL in milliseconds as a duration; a `RangeError` naming `name` when it cannot be one.
+fn duration_ms(ms: f64, name: &str) -> Result<std::time::Duration, JsValue> {
+    if !(ms.is_finite() && ms >= 0.0) {
+        return Err(range_error(&format!(
+            "{name} must be a finite, non-negative number"
+        )));
     }
-
-    /// Deletes the keys on every node that still holds them for us. Resolves with
-    /// `[clean, report]`; never rejects.
-    pub fn release(&self) -> Promise {
-        let (config, lease) = {
-            let state = self.state.borrow();
-            (state.config.clone(), state.lease.clone())
-        };
-        let mut release = Release::for_lease(&config, &lease, host::now());
-        let shared = self.shared.clone();
-        future_to_promise(async move {
-            let outcome = Array::new();
-            if let Driven::Done(released) = drive(&shared.transport, &mut release, None).await {
-                outcome.push(&JsValue::from_bool(released.is_clean()));
-                outcome.push(&to_js::report(&released.report));
-            }
-            Ok(outcome.into())
-        })
-    }
+    std::time::Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| range_error(&format!("{name} is out of range")))
 }
 
 fn range_error(message: &str) -> JsValue {

@@ -1,13 +1,11 @@
-//! Decoding the replies the JavaScript transport hands back.
+//! Decoding the replies JavaScript reports.
 //!
-//! The transport (`js/transport.js`) normalises whatever an executor does — resolve, reject,
-//! throw, answer garbage — into a pair `[tag, payload]`, so this side only has to read that
-//! pair. Anything else still decodes, as an unexpected reply: input from JavaScript never
-//! makes the module trap.
+//! The engine (`js/engine.js`) reduces whatever an executor does — resolve, reject, throw,
+//! answer garbage — to a tag, a number and a text, so this side only has to read those. Any
+//! other combination still decodes, as an unexpected reply: input from JavaScript never makes
+//! the module trap.
 
-use js_sys::Array;
 use quorumlock::proto::Reply;
-use wasm_bindgen::{JsCast, JsValue};
 
 const OK: u32 = 0;
 const NIL: u32 = 1;
@@ -19,42 +17,22 @@ const UNEXPECTED: u32 = 5;
 /// Details longer than this are cut: a report must stay readable whatever a node sends.
 const MAX_DETAIL: usize = 200;
 
-/// The reply a resolved transport promise stands for.
-pub(crate) fn from_resolved(value: &JsValue) -> Reply {
-    let Some(pair) = value.dyn_ref::<Array>().filter(|pair| pair.length() == 2) else {
-        return Reply::Unexpected("malformed transport reply".to_owned());
-    };
-    let tag = pair.get(0).as_f64().unwrap_or(-1.0);
-    let payload = pair.get(1);
-    let text = || detail(payload.as_string().unwrap_or_default());
-    match tag as u32 {
-        _ if tag.fract() != 0.0 || tag < 0.0 => {
-            Reply::Unexpected("malformed transport reply".to_owned())
-        }
+/// The reply that `tag` with its `number` (integers) or `text` (errors) stands for.
+pub(crate) fn decode(tag: u32, number: f64, text: Option<String>) -> Reply {
+    let text = || detail(text.unwrap_or_default());
+    match tag {
         OK => Reply::Ok,
         NIL => Reply::Nil,
-        INTEGER => match payload.as_f64() {
-            // Integers up to 2^53 are exact in a JavaScript number; the scripts return 0..=N.
-            Some(n) if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 => {
-                Reply::Integer(n as i64)
-            }
-            _ => Reply::Unexpected("non-integer number".to_owned()),
-        },
+        // Integers up to 2^53 are exact in a JavaScript number; the scripts return small ones.
+        INTEGER if number.fract() == 0.0 && number.abs() <= 9_007_199_254_740_992.0 => {
+            Reply::Integer(number as i64)
+        }
+        INTEGER => Reply::Unexpected("non-integer number".to_owned()),
         SERVER_ERROR => Reply::Error(text()),
         IO_ERROR => Reply::Io(text()),
         UNEXPECTED => Reply::Unexpected(text()),
         _ => Reply::Unexpected("malformed transport reply".to_owned()),
     }
-}
-
-/// The reply a rejected transport promise (or a synchronous throw) stands for.
-pub(crate) fn from_rejected(error: &JsValue) -> Reply {
-    let message = js_sys::Reflect::get(error, &JsValue::from_str("message"))
-        .ok()
-        .and_then(|m| m.as_string())
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| "the executor failed".to_owned());
-    Reply::Io(detail(message))
 }
 
 fn detail(mut text: String) -> String {
@@ -67,4 +45,26 @@ fn detail(mut text: String) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_decode_to_replies() {
+        assert_eq!(decode(OK, 0.0, None), Reply::Ok);
+        assert_eq!(decode(NIL, 0.0, None), Reply::Nil);
+        assert_eq!(decode(INTEGER, 3.0, None), Reply::Integer(3));
+        assert!(matches!(decode(INTEGER, 0.5, None), Reply::Unexpected(_)));
+        assert_eq!(
+            decode(SERVER_ERROR, 0.0, Some("NOSCRIPT x".to_owned())),
+            Reply::Error("NOSCRIPT x".to_owned())
+        );
+        assert!(matches!(decode(99, 0.0, None), Reply::Unexpected(_)));
+        match decode(IO_ERROR, 0.0, Some("é".repeat(300))) {
+            Reply::Io(text) => assert!(text.len() <= MAX_DETAIL + '…'.len_utf8()),
+            other => panic!("{other:?}"),
+        }
+    }
 }

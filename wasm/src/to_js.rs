@@ -1,7 +1,8 @@
 //! Outcomes as plain JavaScript values, which `js/errors.js` and `js/lock.js` turn into the
-//! public objects. Arrays rather than objects keep this side small.
+//! public objects. Numbers and arrays rather than objects keep this side small and the
+//! boundary cheap.
 
-use js_sys::Array;
+use js_sys::{Array, Float64Array};
 use quorumlock::proto::{AcquireError, ExtendError, NodeErrorKind, NodeStatus, Report};
 use wasm_bindgen::JsValue;
 
@@ -19,59 +20,82 @@ pub(crate) mod code {
     pub(crate) const FAILED: &str = "FAILED";
 }
 
-/// One `[status, errorKind, errorDetail, latencyMs]` entry per node, in node order.
+/// `[numbers, details]`: `numbers` holds `status, errorKind, latencyMs` per node, in node order
+/// (codes as in `js/errors.js`, `NaN` for no latency); `details` is `null`, or an array with
+/// the error text of each failed node (`null` for the others).
 pub(crate) fn report(report: &Report) -> JsValue {
-    let nodes = Array::new();
+    let mut numbers = Vec::with_capacity(report.nodes().len() * 3);
+    let mut any_failed = false;
     for node in report.nodes() {
-        let (status, kind, detail) = match &node.status {
-            NodeStatus::Granted => ("granted", JsValue::NULL, JsValue::NULL),
-            NodeStatus::Refused => ("refused", JsValue::NULL, JsValue::NULL),
-            NodeStatus::TimedOut => ("timed-out", JsValue::NULL, JsValue::NULL),
-            NodeStatus::NoAnswer => ("no-answer", JsValue::NULL, JsValue::NULL),
+        let (status, kind) = match &node.status {
+            NodeStatus::Granted => (0.0, 0.0),
+            NodeStatus::Refused => (1.0, 0.0),
+            NodeStatus::TimedOut => (2.0, 0.0),
+            NodeStatus::NoAnswer => (3.0, 0.0),
             NodeStatus::Failed(error) => {
+                any_failed = true;
                 let kind = match error.kind {
-                    NodeErrorKind::Io => "io",
-                    NodeErrorKind::Auth => "auth",
-                    NodeErrorKind::Server => "server",
-                    _ => "protocol",
+                    NodeErrorKind::Io => 1.0,
+                    NodeErrorKind::Auth => 2.0,
+                    NodeErrorKind::Server => 3.0,
+                    _ => 4.0,
                 };
-                (
-                    "failed",
-                    JsValue::from_str(kind),
-                    JsValue::from_str(&error.detail),
-                )
+                (4.0, kind)
             }
         };
-        let latency = node.latency.map_or(JsValue::NULL, |l| {
-            JsValue::from_f64(l.as_secs_f64() * 1000.0)
-        });
-        let entry = Array::new();
-        entry.push(&JsValue::from_str(status));
-        entry.push(&kind);
-        entry.push(&detail);
-        entry.push(&latency);
-        nodes.push(&entry.into());
+        let latency = node.latency.map_or(f64::NAN, |l| l.as_secs_f64() * 1000.0);
+        numbers.extend_from_slice(&[status, kind, latency]);
     }
-    nodes.into()
+    let details = if any_failed {
+        let details = Array::new();
+        for node in report.nodes() {
+            match &node.status {
+                NodeStatus::Failed(error) => details.push(&JsValue::from_str(&error.detail)),
+                _ => details.push(&JsValue::NULL),
+            };
+        }
+        details.into()
+    } else {
+        JsValue::NULL
+    };
+    let pair = Array::new();
+    pair.push(&Float64Array::from(&numbers[..]).into());
+    pair.push(&details);
+    pair.into()
 }
 
-/// `[code, message, report]`: what a rejected promise carries.
+/// `[code, message, report, retryAfterMs]`: what a failed operation ends with.
 pub(crate) fn failure(code: &str, message: &str, report_value: JsValue) -> JsValue {
+    failure_with(code, message, report_value, JsValue::NULL)
+}
+
+fn failure_with(code: &str, message: &str, report_value: JsValue, retry_after: JsValue) -> JsValue {
     let failure = Array::new();
     failure.push(&JsValue::from_str(code));
     failure.push(&JsValue::from_str(message));
     failure.push(&report_value);
+    failure.push(&retry_after);
     failure.into()
 }
 
 pub(crate) fn acquire_failure(error: &AcquireError) -> JsValue {
-    let code = match error {
-        AcquireError::Contended { .. } => code::CONTENDED,
-        AcquireError::NoQuorum { .. } => code::NO_QUORUM,
-        AcquireError::ValidityTooShort { .. } => code::VALIDITY_TOO_SHORT,
-        _ => code::FAILED,
+    let (code, retry_after) = match error {
+        AcquireError::Contended { retry_after, .. } => (
+            code::CONTENDED,
+            retry_after.map_or(JsValue::NULL, |after| {
+                JsValue::from_f64((after.as_secs_f64() * 1000.0).ceil())
+            }),
+        ),
+        AcquireError::NoQuorum { .. } => (code::NO_QUORUM, JsValue::NULL),
+        AcquireError::ValidityTooShort { .. } => (code::VALIDITY_TOO_SHORT, JsValue::NULL),
+        _ => (code::FAILED, JsValue::NULL),
     };
-    failure(code, &messages::acquire(error), report(error.report()))
+    failure_with(
+        code,
+        &messages::acquire(error),
+        report(error.report()),
+        retry_after,
+    )
 }
 
 pub(crate) fn extend_failure(error: &ExtendError) -> JsValue {

@@ -1,0 +1,275 @@
+// Drives the WebAssembly core: starts operations, carries the commands it hands over to the
+// executors, reports their replies, deadlines and cancellations back, and settles one promise
+// per operation. The core never waits on JavaScript and JavaScript never waits inside the core:
+// every call into it runs an operation as far as it goes and answers with one number.
+
+import { RedlockCore } from './quorumlock_wasm.js';
+import { toError } from './errors.js';
+
+// What a call into the core answers besides a deadline (see the crate's driver.rs).
+const DONE = -1;
+const FAILED = -2;
+const IGNORED = -3;
+
+// Reply tags (see the crate's reply.rs).
+const OK = 0;
+const NIL = 1;
+const INTEGER = 2;
+const SERVER_ERROR = 3;
+const IO_ERROR = 4;
+const UNEXPECTED = 5;
+
+// Redis error replies start with an upper-case code: `NOSCRIPT No matching script`, `WRONGPASS …`.
+const SERVER_ERROR_CODE = /^[A-Z][A-Z0-9_]+(\s|$)/;
+const SERVER_ERROR_NAMES = new Set(['ReplyError', 'ErrorReply', 'SimpleError', 'UpstashError']);
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 60))}`;
+  return `a value of type ${typeof value}`;
+}
+
+function messageOf(error) {
+  try {
+    if (error && typeof error.message === 'string') return error.message;
+    return String(error);
+  } catch {
+    return 'the executor failed with an unprintable value';
+  }
+}
+
+/** A command as the core defines it: each argument as its UTF-16 length, `:`, the argument. */
+export function parseArgs(text) {
+  const args = [];
+  let at = 0;
+  while (at < text.length) {
+    const colon = text.indexOf(':', at);
+    const end = colon + 1 + Number(text.slice(at, colon));
+    args.push(text.slice(colon + 1, end));
+    at = end;
+  }
+  return args;
+}
+
+/** One operation in flight. */
+class Operation {
+  constructor(id) {
+    this.id = id;
+    /** Commands by the core's number for them. */
+    this.commands = [];
+    /** `performance.now()` reading at which the core wants `timeout`; Infinity for none. */
+    this.deadline = Infinity;
+    this.resolve = null;
+    this.reject = null;
+    this.dispose = null;
+  }
+}
+
+/**
+ * The deadlines of every operation of one engine on a single host timer, armed for the
+ * earliest. An operation that finishes early leaves the timer as it is: when it fires, due
+ * operations get their timeout and the timer is armed for the next deadline. While nothing
+ * waits on a deadline the timer does not keep the process alive.
+ */
+class Deadlines {
+  #waiting = new Set();
+  #timer = null;
+  #at = Infinity;
+  #held = false;
+  #onDue;
+  #fire = () => this.#fired();
+
+  constructor(onDue) {
+    this.#onDue = onDue;
+  }
+
+  /** `op` waits until `at` (a `performance.now()` reading; Infinity for no deadline). */
+  set(op, at) {
+    if (at === Infinity) {
+      this.remove(op);
+      return;
+    }
+    op.deadline = at;
+    this.#waiting.add(op);
+    if (at < this.#at) this.#arm(at);
+    else if (!this.#held) this.#hold();
+  }
+
+  /** `op` waits on no deadline any more. */
+  remove(op) {
+    op.deadline = Infinity;
+    if (this.#waiting.delete(op) && this.#waiting.size === 0) this.#release();
+  }
+
+  #arm(at) {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(this.#fire, Math.max(0, Math.ceil(at - performance.now())));
+    this.#at = at;
+    this.#held = true;
+  }
+
+  /** Keep the process alive for the armed timer again. */
+  #hold() {
+    if (typeof this.#timer?.ref === 'function') {
+      this.#timer.ref();
+      this.#held = true;
+    } else {
+      this.#arm(this.#at);
+    }
+  }
+
+  /** Nothing waits: the timer may fire (and find nothing due) but must not keep the process
+   * alive; where timers cannot be unreferenced, it is cleared. */
+  #release() {
+    if (typeof this.#timer?.unref === 'function') {
+      this.#timer.unref();
+      this.#held = false;
+    } else {
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      this.#timer = null;
+      this.#at = Infinity;
+      this.#held = false;
+    }
+  }
+
+  #fired() {
+    this.#timer = null;
+    this.#at = Infinity;
+    this.#held = false;
+    const now = performance.now();
+    const due = [];
+    let next = Infinity;
+    for (const op of this.#waiting) {
+      if (op.deadline <= now) due.push(op);
+      else if (op.deadline < next) next = op.deadline;
+    }
+    for (const op of due) {
+      this.#waiting.delete(op);
+      op.deadline = Infinity;
+    }
+    if (next !== Infinity) this.#arm(next);
+    for (const op of due) this.#onDue(op);
+  }
+}
+
+/** The core of one `Redlock`, with its executors. */
+export class Engine {
+  #core;
+  #executors;
+  #ops = [];
+  #deadlines;
+
+  constructor(executors, settings) {
+    this.#executors = executors;
+    this.#deadlines = new Deadlines((op) => this.#advance(op.id, this.#core.timeout(op.id)));
+    const ops = this.#ops;
+    const transport = {
+      define(id, number, text) {
+        ops[id].commands[number] = parseArgs(text);
+      },
+      send: (id, node, ticket, number) => this.#send(id, node, ticket, ops[id].commands[number]),
+    };
+    this.#core = new RedlockCore(transport, executors.length, settings);
+  }
+
+  /**
+   * Acquires `names` for `ttl` ms; `options` holds every setting when the call overrides
+   * retry options (else undefined). Resolves with the core's `HeldLock`; rejects with a
+   * `RedlockError`. When `signal` aborts first, the keys are deleted on every node and the
+   * promise rejects with code `ABORTED`.
+   */
+  acquire(names, ttl, options, signal) {
+    const id = this.#core.acquire(names, ttl, options);
+    const op = new Operation(id);
+    if (signal) {
+      // Later, not inside the abort event: whoever aborted may be running inside the core.
+      const onAbort = () =>
+        queueMicrotask(() => {
+          if (this.#ops[id] === op) this.#advance(id, this.#core.cancel(id));
+        });
+      signal.addEventListener('abort', onAbort, { once: true });
+      op.dispose = () => signal.removeEventListener('abort', onAbort);
+    }
+    return this.#start(op);
+  }
+
+  /** Extends `held` to `ttl` ms from now. Resolves with `true`; rejects with a `RedlockError`. */
+  extend(held, ttl) {
+    return this.#start(new Operation(this.#core.extend(held, ttl)));
+  }
+
+  /** Deletes `held`'s keys. Resolves with `[clean, report]`; never rejects. */
+  release(held) {
+    return this.#start(new Operation(this.#core.release(held)));
+  }
+
+  #start(op) {
+    this.#ops[op.id] = op;
+    const settled = new Promise((resolve, reject) => {
+      op.resolve = resolve;
+      op.reject = reject;
+    });
+    this.#advance(op.id, this.#core.step(op.id));
+    return settled;
+  }
+
+  #send(id, node, ticket, args) {
+    let reply;
+    try {
+      // A copy each: an executor may keep or change the array it gets.
+      reply = this.#executors[node](args.slice());
+    } catch (error) {
+      reply = Promise.reject(error);
+    }
+    Promise.resolve(reply).then(
+      (value) => this.#resolved(id, ticket, value),
+      (error) => this.#rejected(id, ticket, error),
+    );
+  }
+
+  #resolved(id, ticket, value) {
+    const core = this.#core;
+    let code;
+    if (value === 'OK') code = core.reply(id, ticket, OK, 0);
+    else if (value === null || value === undefined) code = core.reply(id, ticket, NIL, 0);
+    else if (typeof value === 'number') {
+      code = Number.isSafeInteger(value)
+        ? core.reply(id, ticket, INTEGER, value)
+        : core.reply(id, ticket, UNEXPECTED, 0, `the number ${value}`);
+    } else if (typeof value === 'bigint') {
+      const n = Number(value);
+      code = Number.isSafeInteger(n)
+        ? core.reply(id, ticket, INTEGER, n)
+        : core.reply(id, ticket, UNEXPECTED, 0, 'a bigint out of range');
+    } else if (value instanceof Error) {
+      // Some clients resolve with the error object of a failed command instead of rejecting.
+      code = core.reply(id, ticket, SERVER_ERROR, 0, messageOf(value));
+    } else {
+      code = core.reply(id, ticket, UNEXPECTED, 0, describe(value));
+    }
+    this.#advance(id, code);
+  }
+
+  #rejected(id, ticket, error) {
+    const message = messageOf(error);
+    const server = SERVER_ERROR_NAMES.has(error?.name) || SERVER_ERROR_CODE.test(message);
+    this.#advance(id, this.#core.reply(id, ticket, server ? SERVER_ERROR : IO_ERROR, 0, message));
+  }
+
+  /** Acts on what the core answered for operation `id`. */
+  #advance(id, code) {
+    if (code === IGNORED) return;
+    const op = this.#ops[id];
+    if (code >= 0) {
+      this.#deadlines.set(op, code);
+      return;
+    }
+    this.#deadlines.remove(op);
+    this.#ops[id] = undefined;
+    op.dispose?.();
+    const value = this.#core.finish(id);
+    if (code === DONE) op.resolve(value);
+    else if (code === FAILED) op.reject(toError(value));
+  }
+}
