@@ -12,17 +12,23 @@ use pin_project_lite::pin_project;
 use quorumlock::proto::ExtendError;
 use quorumlock::KeptLock;
 
+use crate::held::ReleaseFuture;
 use crate::BoxError;
 
 pin_project! {
-    /// Response body of [`LockService`](crate::LockService): the handler's body carrying the
-    /// request's lock, or the body of a rejection.
+    /// Response body of [`LockService`](crate::LockService): the handler's body, carrying the
+    /// request's lock if it still streams; or the body of a rejection.
     ///
-    /// The lock is released when the body is over, and the body does not let its end be seen
-    /// until the release round is done: a body of known length holds back its last frame, any
-    /// other body its end-of-stream. So the lock covers every byte the handler produces, and a
-    /// client that has read the whole response can lock the resource again at once. A body
-    /// that fails or is dropped releases in the background.
+    /// A body that was complete when the handler returned (a `String`, `Bytes`, JSON: any body
+    /// whose data was ready at once) is read before the response is returned, and the lock is
+    /// released then: this body only hands out the data read, and
+    /// [`holds_lock`](Self::holds_lock) is false.
+    ///
+    /// A body that still streams carries the lock. It is released when the body is over, and
+    /// the body does not let its end be seen until the release round is done: a body of known
+    /// length holds back its last frame, any other body its end-of-stream. So the lock covers
+    /// every byte the handler produces, and a client that has read the whole response can lock
+    /// the resource again at once. A body that fails or is dropped releases in the background.
     pub struct LockBody<B>
     where
         B: Body,
@@ -42,9 +48,17 @@ pin_project! {
             #[pin]
             body: B,
         },
+        Complete {
+            frame: Option<Frame<B::Data>>,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
         Locked {
-            #[pin]
-            body: B,
+            // Boxed: the response future polled it before handing it over.
+            body: Pin<Box<B>>,
+            // A frame the response future read, to hand out first.
+            first: Option<Frame<B::Data>>,
             guard: Option<Guard>,
             releasing: Option<Releasing<B::Data>>,
             phase: Phase,
@@ -65,10 +79,8 @@ enum Phase {
 
 type LossWatch = Pin<Box<dyn Future<Output = Option<ExtendError>> + Send>>;
 
-pub(crate) type ReleaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 /// Releases `lock` and resolves once the release round is over.
-pub(crate) fn release(lock: KeptLock) -> ReleaseFuture {
+fn release(lock: KeptLock) -> ReleaseFuture {
     Box::pin(async move {
         lock.release().await;
     })
@@ -129,9 +141,25 @@ impl<B: Body> LockBody<B> {
         }
     }
 
-    /// Wraps `body`, which still has data to send, with the lock that guards it.
+    /// All the handler's body, read before the response was returned.
+    pub(crate) fn complete(frame: Option<Frame<B::Data>>) -> Self {
+        Self {
+            inner: Inner::Complete { frame },
+        }
+    }
+
+    /// A body whose first poll failed.
+    pub(crate) fn failed(error: BoxError) -> Self {
+        Self {
+            inner: Inner::Failed { error: Some(error) },
+        }
+    }
+
+    /// Wraps `body`, which still has data to send, with the lock that guards it; `first` is a
+    /// frame already read from it, to hand out first (it counts towards `content_length`).
     pub(crate) fn locked(
-        body: B,
+        body: Pin<Box<B>>,
+        first: Option<Frame<B::Data>>,
         lock: KeptLock,
         key: Arc<str>,
         content_length: Option<u64>,
@@ -144,6 +172,7 @@ impl<B: Body> LockBody<B> {
         Self {
             inner: Inner::Locked {
                 body,
+                first,
                 guard: Some(Guard {
                     lock,
                     key,
@@ -180,8 +209,11 @@ where
             InnerProj::Rejection { data } => {
                 Poll::Ready(data.take().map(|data| Ok(Frame::data(B::Data::from(data)))))
             }
+            InnerProj::Complete { frame } => Poll::Ready(frame.take().map(Ok)),
+            InnerProj::Failed { error } => Poll::Ready(error.take().map(Err)),
             InnerProj::Locked {
-                mut body,
+                body,
+                first,
                 guard,
                 releasing,
                 phase,
@@ -201,7 +233,10 @@ where
                     let key = guard.take().map(|g| g.key).unwrap_or_default();
                     return Poll::Ready(Some(Err(Box::new(LockLost { key, error: lost }))));
                 }
-                let frame = ready!(body.as_mut().poll_frame(cx));
+                let frame = match first.take() {
+                    Some(frame) => Some(Ok(frame)),
+                    None => ready!(body.as_mut().poll_frame(cx)),
+                };
                 let last = match frame {
                     Some(Ok(frame)) => {
                         let bytes = frame.data_ref().map_or(0, Buf::remaining);
@@ -237,6 +272,8 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Unlocked { body } => body.is_end_stream(),
+            Inner::Complete { frame } => frame.is_none(),
+            Inner::Failed { error } => error.is_none(),
             Inner::Locked {
                 phase, releasing, ..
             } => *phase != Phase::Open && releasing.is_none(),
@@ -246,7 +283,27 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Unlocked { body } | Inner::Locked { body, .. } => body.size_hint(),
+            Inner::Unlocked { body } => body.size_hint(),
+            Inner::Locked { body, first, .. } => {
+                let first = first
+                    .as_ref()
+                    .and_then(Frame::data_ref)
+                    .map_or(0, |data| data.remaining() as u64);
+                let rest = body.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(first));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(first));
+                }
+                hint
+            }
+            Inner::Complete { frame } => SizeHint::with_exact(
+                frame
+                    .as_ref()
+                    .and_then(Frame::data_ref)
+                    .map_or(0, |data| data.remaining() as u64),
+            ),
+            Inner::Failed { .. } => SizeHint::default(),
             Inner::Rejection { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
@@ -258,6 +315,8 @@ impl<B: Body> fmt::Debug for LockBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.inner {
             Inner::Unlocked { .. } => "unlocked",
+            Inner::Complete { .. } => "complete",
+            Inner::Failed { .. } => "failed",
             Inner::Locked { guard: Some(_), .. } => "locked",
             Inner::Locked {
                 releasing: Some(_), ..

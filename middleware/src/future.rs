@@ -1,49 +1,44 @@
 //! The response future: acquire the lock, call the handler, hand the lock to the body (or, when
-//! there is no body to send, release it before answering).
+//! the body is complete or there is none to send, release it before answering).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use quorumlock::KeptLock;
+use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::body::{release, LockBody, ReleaseFuture};
-use crate::held::HeldLock;
+use crate::body::LockBody;
+use crate::held::{ReleaseFuture, RequestLock};
 use crate::layer::{Acquisition, OnLoss, Policy};
 use crate::rejection::{OnRejection, Rejection, RejectionKind};
-
-/// What a response future answers once its lock is released.
-enum Then<T> {
-    /// The handler's response, which has nothing left to send under the lock.
-    Respond(T),
-    /// A rejection standing in for the handler's response.
-    Reject(Response<Bytes>),
-}
+use crate::BoxError;
 
 pin_project! {
     /// Response future of [`LockService`](crate::LockService).
-    pub struct ResponseFuture<S, B, R>
+    pub struct ResponseFuture<S, B, ResBody, R>
     where
         S: Service<Request<B>>,
+        ResBody: Body,
     {
         #[pin]
-        state: State<S, B, R>,
+        state: State<S, B, ResBody, R>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     #[project_replace = StateReplace]
-    enum State<S, B, R>
+    enum State<S, B, ResBody, R>
     where
         S: Service<Request<B>>,
+        ResBody: Body,
     {
         Acquiring {
             acquisition: Acquisition,
@@ -55,7 +50,9 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            lock: Option<KeptLock>,
+            lock: Option<RequestLock>,
+            // Set once the handler is found still running: fires at the lock's renewal time.
+            renew: Option<Pin<Box<Sleep>>>,
             key: Arc<str>,
             head: bool,
             policy: Arc<Policy<R>>,
@@ -66,7 +63,7 @@ pin_project! {
         },
         Releasing {
             release: ReleaseFuture,
-            then: Option<Then<S::Response>>,
+            then: Option<Response<LockBody<ResBody>>>,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -75,9 +72,10 @@ pin_project! {
     }
 }
 
-impl<S, B, R> ResponseFuture<S, B, R>
+impl<S, B, ResBody, R> ResponseFuture<S, B, ResBody, R>
 where
     S: Service<Request<B>>,
+    ResBody: Body,
     R: OnRejection,
 {
     pub(crate) fn acquiring(
@@ -113,11 +111,12 @@ where
     }
 }
 
-impl<S, B, R, ResBody> Future for ResponseFuture<S, B, R>
+impl<S, B, R, ResBody> Future for ResponseFuture<S, B, ResBody, R>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     R: OnRejection,
     ResBody: Body,
+    ResBody::Error: Into<BoxError>,
 {
     type Output = Result<Response<LockBody<ResBody>>, S::Error>;
 
@@ -137,21 +136,21 @@ where
                         unreachable!("the state was Acquiring a moment ago");
                     };
                     let lock = match outcome {
-                        Ok(lock) => lock.keep_alive(),
+                        Ok(lock) => lock,
                         Err(error) => {
                             let response = policy.respond(policy.acquire_failed(error, key));
                             return Poll::Ready(Ok(response.map(LockBody::rejection)));
                         }
                     };
                     let key: Arc<str> = key.into();
-                    request
-                        .extensions_mut()
-                        .insert(HeldLock::new(key.clone(), lock.status().clone()));
+                    let (lock, held) = RequestLock::new(lock, key.clone());
+                    request.extensions_mut().insert(held);
                     let head = request.method() == Method::HEAD;
                     let future = service.call(request);
                     self.as_mut().project().state.set(State::Calling {
                         future,
                         lock: Some(lock),
+                        renew: None,
                         key,
                         head,
                         policy,
@@ -160,11 +159,18 @@ where
                 StateProj::Calling {
                     future,
                     lock,
+                    renew,
                     key,
                     head,
                     policy,
                 } => {
-                    let result = ready!(future.poll(cx));
+                    let result = match future.poll(cx) {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            keep_alive_when_due(lock, renew, cx);
+                            return Poll::Pending;
+                        }
+                    };
                     let lock = lock.take();
                     let (key, head, policy) = (key.clone(), *head, policy.clone());
                     // An error drops the lock here, which releases it in the background.
@@ -179,14 +185,14 @@ where
                         self.as_mut().project().state.set(State::Done);
                         return Poll::Ready(Ok(response.map(LockBody::unlocked)));
                     };
-                    match hand_over(response, lock, key, head, &policy) {
+                    match hand_over(response, lock, key, head, &policy, cx) {
                         Handover::Body(response) => {
                             self.as_mut().project().state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
                         Handover::ReleaseFirst(lock, then) => {
                             self.as_mut().project().state.set(State::Releasing {
-                                release: release(lock),
+                                release: lock.release(),
                                 then: Some(then),
                             });
                         }
@@ -197,12 +203,7 @@ where
                     let then = then.take();
                     self.as_mut().project().state.set(State::Done);
                     return match then {
-                        Some(Then::Respond(response)) => {
-                            Poll::Ready(Ok(response.map(LockBody::unlocked)))
-                        }
-                        Some(Then::Reject(response)) => {
-                            Poll::Ready(Ok(response.map(LockBody::rejection)))
-                        }
+                        Some(response) => Poll::Ready(Ok(response)),
                         None => Poll::Pending,
                     };
                 }
@@ -225,25 +226,57 @@ where
     }
 }
 
-enum Handover<T, B: Body> {
-    /// The body carries the lock from here.
-    Body(Response<LockBody<B>>),
-    /// Nothing will be sent under the lock: release it, then answer.
-    ReleaseFirst(KeptLock, Then<T>),
+/// The handler is still running: once the lock's renewal time comes, hand it to a keep-alive
+/// task. The timer is only set for handlers that do not answer at once, and it wakes this
+/// future, whose task is the one waiting for the handler.
+fn keep_alive_when_due(
+    lock: &mut Option<RequestLock>,
+    renew: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+) {
+    let Some(lock) = lock else { return };
+    let Some(renew_at) = lock.renew_at() else {
+        return;
+    };
+    let timer = renew.get_or_insert_with(|| {
+        Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+            renew_at,
+        )))
+    });
+    if timer.as_mut().poll(cx).is_ready() {
+        *renew = None;
+        lock.keep_alive();
+    }
 }
 
-/// Hands the lock to the response body; or, when there is nothing to send or the lock was lost
-/// during the handler, has it released before answering, so that a client who has the whole
-/// answer finds the resource free.
-fn hand_over<ResBody: Body, R: OnRejection>(
+enum Handover<B: Body> {
+    /// The body carries the lock from here.
+    Body(Response<LockBody<B>>),
+    /// Nothing is left to send under the lock: release it, then answer.
+    ReleaseFirst(RequestLock, Response<LockBody<B>>),
+}
+
+/// Hands the lock to the response body; or, when the body is already complete, there is
+/// nothing to send, or the lock was lost during the handler, has it released before
+/// answering, so that a client who has the whole answer finds the resource free.
+///
+/// A body that is not known to be empty is polled once here: if its data is all there (a
+/// `Full` body, a `String`), it is kept aside and the response goes out whole once the lock is
+/// released, in one write, without a second wait for the release round.
+fn hand_over<ResBody, R: OnRejection>(
     response: Response<ResBody>,
-    lock: KeptLock,
+    lock: RequestLock,
     key: Arc<str>,
     head: bool,
     policy: &Policy<R>,
-) -> Handover<Response<ResBody>, ResBody> {
+    cx: &mut Context<'_>,
+) -> Handover<ResBody>
+where
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
     if policy.on_loss == OnLoss::Fail {
-        if let Some(lost) = lock.status().lost_reason() {
+        if let Some(lost) = lock.lost_reason() {
             drop(response);
             let rejection = Rejection::new(
                 RejectionKind::Lost(lost),
@@ -251,7 +284,8 @@ fn hand_over<ResBody: Body, R: OnRejection>(
                 None,
                 Some(key.to_string()),
             );
-            return Handover::ReleaseFirst(lock, Then::Reject(policy.respond(rejection)));
+            let response = policy.respond(rejection).map(LockBody::rejection);
+            return Handover::ReleaseFirst(lock, response);
         }
     }
     let content_length = content_length(response.headers());
@@ -261,12 +295,44 @@ fn hand_over<ResBody: Body, R: OnRejection>(
         || response.status() == StatusCode::NO_CONTENT
         || response.status() == StatusCode::NOT_MODIFIED;
     if no_body || content_length == Some(0) || response.body().is_end_stream() {
-        return Handover::ReleaseFirst(lock, Then::Respond(response));
+        return Handover::ReleaseFirst(lock, response.map(LockBody::unlocked));
     }
+    let (parts, body) = response.into_parts();
+    let mut body = Box::pin(body);
+    let first = match body.as_mut().poll_frame(cx) {
+        Poll::Ready(None) => {
+            return Handover::ReleaseFirst(
+                lock,
+                Response::from_parts(parts, LockBody::complete(None)),
+            );
+        }
+        Poll::Ready(Some(Err(error))) => {
+            let body = LockBody::failed(error.into());
+            return Handover::ReleaseFirst(lock, Response::from_parts(parts, body));
+        }
+        Poll::Ready(Some(Ok(frame))) => {
+            let complete = frame.data_ref().is_some_and(|data| {
+                body.is_end_stream()
+                    || content_length.is_some_and(|length| data.remaining() as u64 >= length)
+            });
+            if complete {
+                let body = LockBody::complete(Some(frame));
+                return Handover::ReleaseFirst(lock, Response::from_parts(parts, body));
+            }
+            Some(frame)
+        }
+        Poll::Pending => None,
+    };
     let abort_on_loss = policy.on_loss == OnLoss::Fail;
-    Handover::Body(
-        response.map(|body| LockBody::locked(body, lock, key, content_length, abort_on_loss)),
-    )
+    let body = LockBody::locked(
+        body,
+        first,
+        lock.into_kept(),
+        key,
+        content_length,
+        abort_on_loss,
+    );
+    Handover::Body(Response::from_parts(parts, body))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -13,6 +13,7 @@ use crate::future::ResponseFuture;
 use crate::key::{KeyExtractor, KeyProblem, KeyRejection};
 use crate::layer::Policy;
 use crate::rejection::{OnRejection, Rejection, RejectionKind};
+use crate::BoxError;
 
 /// The service made by [`LockLayer`](crate::LockLayer).
 pub struct LockService<S, K, R> {
@@ -67,10 +68,11 @@ where
     K: KeyExtractor,
     R: OnRejection,
     ResBody: Body,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<LockBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, R>;
+    type Future = ResponseFuture<S, ReqBody, ResBody, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

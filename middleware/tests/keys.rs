@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{bounded, get, probe, Nodes};
+use common::{bounded, channel_body, get, probe, respond_once, Nodes};
 use http::{HeaderName, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use quorumlock_tower::{key, LockLayer};
@@ -94,7 +94,9 @@ async fn a_huge_key_is_locked_under_a_bounded_hash() {
         assert!(expected.starts_with("app:#"), "{expected}");
         assert_eq!(expected.len(), "app:#".len() + 64);
 
-        let (service, mut probe) = probe(|_| ok());
+        // A body still streaming keeps the lock, so Redis can be checked.
+        let (_sender, body) = channel_body();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
         let response = layer
             .layer(service)
             .oneshot(get(&format!("/?resource_id={name}")))
@@ -121,7 +123,8 @@ async fn hostile_bytes_are_hashed_and_cannot_reach_other_keys() {
             ("%23forged", "#forged"),
             ("..%2F..%2Fother", "../../other"),
         ] {
-            let (service, mut probe) = probe(|_| ok());
+            let (_sender, body) = channel_body();
+            let (service, mut probe) = probe(respond_once(Response::new(body)));
             let response = layer
                 .clone()
                 .layer(service)

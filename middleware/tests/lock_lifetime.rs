@@ -11,6 +11,7 @@ use bytes::Bytes;
 use common::{bounded, channel_body, get, probe, respond_once, soon, Nodes};
 use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Empty, Full};
 use quorumlock_tower::{key, HeldLock, LockLayer};
 use tower::{Layer, ServiceExt};
@@ -22,7 +23,7 @@ fn layer(nodes: &Nodes) -> LockLayer<key::QueryParam> {
 /// Asserts that the release round is over by the time the client has the whole response.
 fn already_released(held: &HeldLock) {
     assert!(
-        held.status().is_released(),
+        held.is_released(),
         "the response was complete before the lock was released"
     );
 }
@@ -30,7 +31,7 @@ fn already_released(held: &HeldLock) {
 /// Waits until the lock's release round is over, for releases that run in the background
 /// (a dropped or failed body), so Redis can be checked without racing them.
 async fn released(held: &HeldLock) {
-    soon("the release", held.status().released())
+    soon("the release", held.released())
         .await
         .expect("the keep-alive task was cancelled");
 }
@@ -221,25 +222,161 @@ async fn the_last_content_length_byte_releases_without_a_final_poll() {
 }
 
 #[tokio::test]
-async fn a_full_body_releases_with_its_only_frame() {
+async fn a_complete_body_is_answered_with_the_lock_already_released() {
     let nodes = Nodes::start(Duration::from_secs(5));
     bounded(async {
         let (service, mut probe) = probe(|_| Response::new(Full::new(Bytes::from_static(b"done"))));
-        let response = layer(&nodes)
-            .layer(service)
+        // A single attempt: any key left behind would refuse the second request.
+        let service = layer(&nodes).reject_retries(0).layer(service);
+
+        let response = service
+            .clone()
             .oneshot(get("/?resource_id=full"))
             .await
             .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
         let held = probe.next_lock().await.unwrap();
-        let mut body = response.into_body();
-        nodes.assert_held("test:full", held.token().as_str()).await;
-
-        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(data, "done");
-        // No poll has returned the end of the body, yet it is known to be over.
+        // The response is whole as it is handed out: the lock is already gone, and the body
+        // is what the handler produced.
         already_released(&held);
+        assert!(!held.is_valid());
+        assert_eq!(held.lost().await, None, "a normal release is not a loss");
+        assert!(!response.body().holds_lock());
+        assert_eq!(response.body().size_hint().exact(), Some(4));
         nodes.assert_free("test:full").await;
-        drop(body);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "done");
+
+        // So the next request for the resource is not turned away.
+        let again = service.oneshot(get("/?resource_id=full")).await.unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        let second = probe.next_lock().await.unwrap();
+        assert_ne!(second.token(), held.token());
+        already_released(&second);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_whose_data_is_all_ready_is_answered_released() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        // A stream that never ends by itself, but whose Content-Length is all there at once.
+        let (sender, body) = channel_body();
+        sender.send(Ok(Bytes::from_static(b"hello"))).unwrap();
+        let mut response = Response::new(body);
+        response.headers_mut().insert(CONTENT_LENGTH, 5.into());
+        let (service, mut probe) = probe(respond_once(response));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=ready"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        already_released(&held);
+        nodes.assert_free("test:ready").await;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+        drop(sender);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_with_a_ready_first_part_holds_the_lock_until_its_end() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        // The first part is there when the handler returns; the rest is not.
+        let (sender, body) = channel_body();
+        sender.send(Ok(Bytes::from_static(b"part 1, "))).unwrap();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=ready-then-slow"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        nodes
+            .assert_held("test:ready-then-slow", held.token().as_str())
+            .await;
+        let mut body = response.into_body();
+        assert!(body.holds_lock());
+
+        // The part read before the response was returned comes first.
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "part 1, ");
+        nodes
+            .assert_held("test:ready-then-slow", held.token().as_str())
+            .await;
+        assert!(held.is_valid());
+
+        sender.send(Ok(Bytes::from_static(b"part 2"))).unwrap();
+        drop(sender);
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "part 2");
+        already_released(&held);
+        nodes.assert_free("test:ready-then-slow").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_failing_at_once_is_answered_released_and_fails() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (sender, body) = channel_body();
+        sender.send(Err(io::Error::other("disk on fire"))).unwrap();
+        let (service, mut probe) = probe(respond_once(Response::new(body)));
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=failed-early"))
+            .await
+            .unwrap();
+        let held = probe.next_lock().await.unwrap();
+        already_released(&held);
+        nodes.assert_free("test:failed-early").await;
+        let mut body = response.into_body();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "disk on fire");
+        assert!(body.frame().await.is_none());
+        drop(sender);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_handler_running_past_the_ttl_keeps_its_lock() {
+    let ttl = Duration::from_millis(400);
+    let nodes = Nodes::start(ttl);
+    bounded(async {
+        let (report, mut seen) = tokio::sync::mpsc::unbounded_channel::<HeldLock>();
+        let service = tower::service_fn(move |request: Request<()>| {
+            let held = request.extensions().get::<HeldLock>().cloned().unwrap();
+            let report = report.clone();
+            async move {
+                // The point is the passage of time: three TTLs, so without extensions the
+                // keys would be long gone (and the response, lost, would be a 503).
+                tokio::time::sleep(ttl * 3).await;
+                let extended = held.lease().extensions();
+                let valid = held.is_valid();
+                report.send(held).unwrap();
+                let body = format!("extended {extended} times, valid: {valid}");
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+            }
+        });
+        let response = layer(&nodes)
+            .layer(service)
+            .oneshot(get("/?resource_id=long"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let held = seen.recv().await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let extended = held.lease().extensions();
+        assert!(extended >= 2, "{body:?}, {:?}", held.lease());
+        assert!(body.ends_with(b"valid: true"), "{body:?}");
+        already_released(&held);
+        nodes.assert_free("test:long").await;
     })
     .await;
 }

@@ -140,7 +140,7 @@ async fn a_lost_lock_never_deletes_the_new_holders_key() {
             .unwrap();
         assert!(soon("the loss", held.lost()).await.is_some());
         drop(response);
-        soon("the release", held.status().released()).await.unwrap();
+        soon("the release", held.released()).await.unwrap();
         nodes
             .assert_held("test:taken", thief.token().as_str())
             .await;

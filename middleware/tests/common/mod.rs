@@ -85,8 +85,17 @@ impl Nodes {
         );
     }
 
-    /// Asserts that no node has `key`.
+    /// Asserts that `key` is gone: at once from a quorum of nodes (a release round is decided
+    /// by its quorum, so a new lock can be taken), and from every node once the client's
+    /// background work (the slower nodes of a release) is done.
     pub async fn assert_free(&self, key: &str) {
+        let values = self.values(key).await;
+        let free = values.iter().filter(|v| v.is_none()).count();
+        assert!(
+            free > self.cluster.len() / 2,
+            "key {key} still set on a quorum: {values:?}"
+        );
+        self.redlock.flush().await;
         let expected = vec![None; self.cluster.len()];
         assert_eq!(self.values(key).await, expected, "key {key} still set");
     }
