@@ -180,15 +180,21 @@ pub(crate) fn step<O: Operation>(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use quorumlock::proto::{Acquire, Config, Settings, Token};
+
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)]
     fn arguments_carry_their_utf16_length() {
-        let mut out = String::new();
-        for text in ["SET", "ké", "😀", ""] {
-            let units = text.encode_utf16().count();
-            let _ = write!(out, "{units}:{text}");
-        }
-        assert_eq!(out, "3:SET2:ké2:😀0:");
+        let mut settings = Settings::default();
+        settings.ttl = Duration::from_millis(10_000);
+        let config = Config::new(3, settings).unwrap();
+        let token = Token::new("tok").unwrap();
+        let mut acquire = Acquire::new(&config, ["ké😀"], token, 0, Instant::now()).unwrap();
+        let transmit = acquire.poll_transmit().unwrap();
+        assert_eq!(encode(&transmit.command), "3:SET4:ké😀3:tok2:NX2:PX5:10000");
     }
 }

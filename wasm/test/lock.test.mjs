@@ -69,6 +69,9 @@ describe('three nodes', () => {
     assert.match(refused.message, /^lock already taken, locked nodes: \[[012] [012]( [012])?\]$/);
     assert.ok(statuses(refused.report).filter((status) => status === 'refused').length >= 2);
     assert.ok(holders(await cluster.values('orders:2'), first.value) >= 2);
+    // How long the holder's keys have left, as the nodes told the clean-up round.
+    assert.equal(typeof refused.retryAfter, 'number');
+    assert.ok(refused.retryAfter > 0 && refused.retryAfter <= 5000, `retryAfter ${refused.retryAfter}`);
 
     await first.release();
     const second = await viaNodeRedis.acquire('orders:2', 5000);
@@ -106,7 +109,43 @@ describe('three nodes', () => {
     assert.deepEqual(both.resources, ['stock:a', 'stock:b']);
     assert.ok(holders(await cluster.values('stock:b'), both.value) >= 2);
     await both.release();
-    assert.deepEqual(await cluster.values('stock:a'), [null, null, null]);
+    for (let tries = 0; (await cluster.values('stock:a')).some((value) => value !== null); tries += 1) {
+      assert.ok(tries < 200, 'a key was left behind');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  });
+
+  test('each node gets its own copy of the command, with any key spelled exactly', async () => {
+    const key = 'naïve:ключ:😀:a:b';
+    const seen = [];
+    // The first executor spoils its array after sending: the other nodes must not see that.
+    const spoiling = ioredisClients.map((client, index) => (command) => {
+      seen.push([...command]);
+      const reply = client.call(...command);
+      if (index === 0) command.fill('spoilt');
+      return reply;
+    });
+    const redlock = new Redlock(spoiling, { retryCount: 0, requestTimeout: 1000 });
+    const lock = await redlock.acquire(key, 5000);
+    assert.deepEqual(seen.slice(0, 3).map((command) => command.slice(0, 2)), [
+      ['SET', key],
+      ['SET', key],
+      ['SET', key],
+    ]);
+    assert.deepEqual(seen[0].slice(2), [lock.value, 'NX', 'PX', '5000']);
+    assert.ok(holders(await cluster.values(key), lock.value) >= 2);
+    await lock.release();
+  });
+
+  test('the ioredis executor sends the commands of one tick in one write', async () => {
+    const client = ioredisClients[0];
+    const executor = ioredisExecutor(client);
+    const set = executor(['SET', 'orders:tick', 'v']);
+    const get = executor(['GET', 'orders:tick']);
+    assert.equal(client.stream.writableCorked, 1, 'held back until the end of the tick');
+    assert.deepEqual(await Promise.all([set, get]), ['OK', 'v']);
+    assert.equal(client.stream.writableCorked, 0);
+    await client.del('orders:tick');
   });
 
   test('extend sets a new TTL and a new validity', async () => {
@@ -126,8 +165,13 @@ describe('three nodes', () => {
     const lock = await viaIoredis.acquire('orders:5', 5000);
     const released = await lock.release();
     assert.equal(released.clean, true);
-    assert.deepEqual(released.report.map((node) => node.status), ['granted', 'granted', 'granted']);
-    assert.deepEqual(await cluster.values('orders:5'), [null, null, null]);
+    // Decided once a quorum answered: a slower node's deletion finishes in the background.
+    assert.ok(holders(statuses(released.report), 'granted') >= 2);
+    for (const status of statuses(released.report)) assert.ok(['granted', 'no-answer'].includes(status), status);
+    for (let tries = 0; (await cluster.values('orders:5')).some((value) => value !== null); tries += 1) {
+      assert.ok(tries < 200, 'a key was left behind');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     assert.equal(await lock.release(), released);
     assert.equal(lock.isValid(), false);
     await assert.rejects(lock.extend(1000), LockReleasedError);
@@ -136,7 +180,8 @@ describe('three nodes', () => {
     const expired = await viaIoredis.acquire('orders:6', 5000);
     for (const index of [0, 1, 2]) await cluster.command(index, 'SET', 'orders:6', 'another-owner');
     const refused = await expired.release();
-    assert.deepEqual(statuses(refused.report), ['refused', 'refused', 'refused']);
+    assert.ok(holders(statuses(refused.report), 'refused') >= 2);
+    assert.equal(holders(statuses(refused.report), 'granted'), 0);
     assert.deepEqual(await cluster.values('orders:6'), ['another-owner', 'another-owner', 'another-owner']);
   });
 });
