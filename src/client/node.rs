@@ -142,6 +142,13 @@ impl NodeState {
                 Ok(value) => return reply_from_value(value),
             }
         }
+        // Boxed: connecting is rare, and its future is large; inline, it would make every
+        // request's future several times the size.
+        Box::pin(self.connect_and_send(cmd)).await
+    }
+
+    /// Sends `cmd` on a fresh or newly shared connection.
+    async fn connect_and_send(&self, cmd: Cmd) -> Reply {
         let connected = match self.connection().await {
             Ok(connected) => connected,
             Err(failure) => return failure,
