@@ -44,6 +44,11 @@ pub(crate) struct Io {
 }
 
 impl Io {
+    /// Whether the request sent with `ticket` is still in flight.
+    pub(crate) fn sent(&self, ticket: u32) -> bool {
+        self.in_flight.iter().any(|sent| sent.ticket == ticket)
+    }
+
     /// The node and request a reply reported with `ticket` answers, forgotten from then on.
     pub(crate) fn take(&mut self, ticket: u32) -> Option<(NodeId, RequestId)> {
         let at = self
@@ -122,13 +127,9 @@ pub(crate) enum Stepped<T> {
 }
 
 /// Hands `reply` to `op` if it answers a request still in flight.
-pub(crate) fn reply<O: Operation>(op: &mut O, io: &mut Io, ticket: u32, reply: Reply) -> bool {
-    match io.take(ticket) {
-        Some((node, request)) => {
-            op.handle_reply(node, request, reply, host::now());
-            true
-        }
-        None => false,
+pub(crate) fn reply<O: Operation>(op: &mut O, io: &mut Io, ticket: u32, reply: Reply) {
+    if let Some((node, request)) = io.take(ticket) {
+        op.handle_reply(node, request, reply, host::now());
     }
 }
 

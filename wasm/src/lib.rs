@@ -166,21 +166,23 @@ impl RedlockCore {
         number: f64,
         text: Option<String>,
     ) -> f64 {
-        let reply = reply::decode(tag, number, text);
-        let mut used = false;
-        let code = self.advance(id, |task, io| {
-            used = match task {
-                Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply),
-                Task::Abort(op) | Task::Release(op) => driver::reply(op, io, ticket, reply),
-                Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply),
-                Task::Finished(_) => false,
-            };
-        });
-        if used {
-            code
-        } else {
-            status::IGNORED
+        // A reply nothing waits for changes nothing: the operation is not even stepped, so
+        // whatever it would do next stays with the call JavaScript is waiting to make.
+        let awaited = self
+            .slots
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| slot.io.sent(ticket));
+        if !awaited {
+            return status::IGNORED;
         }
+        let reply = reply::decode(tag, number, text);
+        self.advance(id, |task, io| match task {
+            Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply),
+            Task::Abort(op) | Task::Release(op) => driver::reply(op, io, ticket, reply),
+            Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply),
+            Task::Finished(_) => {}
+        })
     }
 
     /// The deadline JavaScript was given has come: answers like [`RedlockCore::step`] (with
