@@ -137,7 +137,7 @@ describe('three nodes', () => {
     await lock.release();
   });
 
-  test('the ioredis executor sends the commands of one tick in one write', async () => {
+  test('the ioredis executor holds a tick's later commands back to send them in one write', async () => {
     const client = ioredisClients[0];
     const executor = ioredisExecutor(client);
     const set = executor(['SET', 'orders:tick', 'v']);

@@ -15,20 +15,25 @@ export function ioredisExecutor(client) {
   if (!client || typeof client.call !== 'function') {
     throw new TypeError('ioredisExecutor needs an ioredis client (with call)');
   }
+  // The first command of a tick goes out at once (a lone request waits for nothing); from the
+  // second on, writes wait in the socket's buffer until the end of the tick, then leave together.
+  let busy = false;
   let corked = null;
-  const uncork = () => {
+  const endOfTick = () => {
+    busy = false;
     const stream = corked;
     corked = null;
-    stream.uncork();
+    stream?.uncork();
   };
   return (args) => {
-    if (corked === null && client.status === 'ready') {
-      // Writes wait in the socket's buffer until the end of the tick, then go out together.
+    if (!busy) {
+      busy = true;
+      later(endOfTick);
+    } else if (corked === null && client.status === 'ready') {
       const stream = client.stream;
       if (typeof stream?.cork === 'function' && typeof stream.uncork === 'function') {
         stream.cork();
         corked = stream;
-        later(uncork);
       }
     }
     return client.call(...args);
