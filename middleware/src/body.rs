@@ -49,19 +49,15 @@ pin_project! {
             body: B,
         },
         Complete {
-            frame: Option<Frame<B::Data>>,
+            data: Option<B::Data>,
         },
         Failed {
             error: Option<BoxError>,
         },
+        // Boxed: streaming responses are the rare, long ones, and this keeps the body small
+        // for all the others.
         Locked {
-            // Boxed: the response future polled it before handing it over.
-            body: Pin<Box<B>>,
-            // A frame the response future read, to hand out first.
-            first: Option<Frame<B::Data>>,
-            guard: Option<Guard>,
-            releasing: Option<Releasing<B::Data>>,
-            phase: Phase,
+            streaming: Box<Streaming<B>>,
         },
         Rejection {
             data: Option<Bytes>,
@@ -75,6 +71,17 @@ enum Phase {
     /// Ended by the inner body's error or by the loss of the lock.
     Aborted,
     Finished,
+}
+
+/// A body still streaming under its lock.
+struct Streaming<B: Body> {
+    // Boxed: the response future polled it before handing it over.
+    body: Pin<Box<B>>,
+    // A frame the response future read, to hand out first.
+    first: Option<Frame<B::Data>>,
+    guard: Option<Guard>,
+    releasing: Option<Releasing<B::Data>>,
+    phase: Phase,
 }
 
 type LossWatch = Pin<Box<dyn Future<Output = Option<ExtendError>> + Send>>;
@@ -142,9 +149,9 @@ impl<B: Body> LockBody<B> {
     }
 
     /// All the handler's body, read before the response was returned.
-    pub(crate) fn complete(frame: Option<Frame<B::Data>>) -> Self {
+    pub(crate) fn complete(data: Option<B::Data>) -> Self {
         Self {
-            inner: Inner::Complete { frame },
+            inner: Inner::Complete { data },
         }
     }
 
@@ -171,23 +178,25 @@ impl<B: Body> LockBody<B> {
         });
         Self {
             inner: Inner::Locked {
-                body,
-                first,
-                guard: Some(Guard {
-                    lock,
-                    key,
-                    content_left: content_length,
-                    loss,
+                streaming: Box::new(Streaming {
+                    body,
+                    first,
+                    guard: Some(Guard {
+                        lock,
+                        key,
+                        content_left: content_length,
+                        loss,
+                    }),
+                    releasing: None,
+                    phase: Phase::Open,
                 }),
-                releasing: None,
-                phase: Phase::Open,
             },
         }
     }
 
     /// Whether this body still holds its lock (a release in progress counts as let go).
     pub fn holds_lock(&self) -> bool {
-        matches!(&self.inner, Inner::Locked { guard: Some(_), .. })
+        matches!(&self.inner, Inner::Locked { streaming } if streaming.guard.is_some())
     }
 }
 
@@ -209,74 +218,20 @@ where
             InnerProj::Rejection { data } => {
                 Poll::Ready(data.take().map(|data| Ok(Frame::data(B::Data::from(data)))))
             }
-            InnerProj::Complete { frame } => Poll::Ready(frame.take().map(Ok)),
+            InnerProj::Complete { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             InnerProj::Failed { error } => Poll::Ready(error.take().map(Err)),
-            InnerProj::Locked {
-                body,
-                first,
-                guard,
-                releasing,
-                phase,
-            } => loop {
-                if let Some(pending) = releasing {
-                    ready!(pending.release.as_mut().poll(cx));
-                    let last = pending.last.take();
-                    *releasing = None;
-                    *phase = Phase::Finished;
-                    return Poll::Ready(last.map(Ok));
-                }
-                if *phase != Phase::Open {
-                    return Poll::Ready(None);
-                }
-                if let Some(lost) = guard.as_mut().and_then(|g| g.lost(cx)) {
-                    *phase = Phase::Aborted;
-                    let key = guard.take().map(|g| g.key).unwrap_or_default();
-                    return Poll::Ready(Some(Err(Box::new(LockLost { key, error: lost }))));
-                }
-                let frame = match first.take() {
-                    Some(frame) => Some(Ok(frame)),
-                    None => ready!(body.as_mut().poll_frame(cx)),
-                };
-                let last = match frame {
-                    Some(Ok(frame)) => {
-                        let bytes = frame.data_ref().map_or(0, Buf::remaining);
-                        let content_done = guard.as_mut().is_some_and(|g| g.sent(bytes));
-                        if !content_done && !body.is_end_stream() {
-                            return Poll::Ready(Some(Ok(frame)));
-                        }
-                        Some(frame)
-                    }
-                    Some(Err(error)) => {
-                        *phase = Phase::Aborted;
-                        guard.take();
-                        return Poll::Ready(Some(Err(error.into())));
-                    }
-                    None => None,
-                };
-                match guard.take() {
-                    Some(g) => {
-                        *releasing = Some(Releasing {
-                            release: release(g.lock),
-                            last,
-                        });
-                    }
-                    None => {
-                        *phase = Phase::Finished;
-                        return Poll::Ready(last.map(Ok));
-                    }
-                }
-            },
+            InnerProj::Locked { streaming } => streaming.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Unlocked { body } => body.is_end_stream(),
-            Inner::Complete { frame } => frame.is_none(),
+            Inner::Complete { data } => data.is_none(),
             Inner::Failed { error } => error.is_none(),
-            Inner::Locked {
-                phase, releasing, ..
-            } => *phase != Phase::Open && releasing.is_none(),
+            Inner::Locked { streaming } => {
+                streaming.phase != Phase::Open && streaming.releasing.is_none()
+            }
             Inner::Rejection { data } => data.is_none(),
         }
     }
@@ -284,12 +239,13 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Unlocked { body } => body.size_hint(),
-            Inner::Locked { body, first, .. } => {
-                let first = first
+            Inner::Locked { streaming } => {
+                let first = streaming
+                    .first
                     .as_ref()
                     .and_then(Frame::data_ref)
                     .map_or(0, |data| data.remaining() as u64);
-                let rest = body.size_hint();
+                let rest = streaming.body.size_hint();
                 let mut hint = SizeHint::new();
                 hint.set_lower(rest.lower().saturating_add(first));
                 if let Some(upper) = rest.upper() {
@@ -297,15 +253,80 @@ where
                 }
                 hint
             }
-            Inner::Complete { frame } => SizeHint::with_exact(
-                frame
-                    .as_ref()
-                    .and_then(Frame::data_ref)
-                    .map_or(0, |data| data.remaining() as u64),
-            ),
+            Inner::Complete { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.remaining() as u64))
+            }
             Inner::Failed { .. } => SizeHint::default(),
             Inner::Rejection { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B> Streaming<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let Self {
+            body,
+            first,
+            guard,
+            releasing,
+            phase,
+        } = self;
+        loop {
+            if let Some(pending) = releasing {
+                ready!(pending.release.as_mut().poll(cx));
+                let last = pending.last.take();
+                *releasing = None;
+                *phase = Phase::Finished;
+                return Poll::Ready(last.map(Ok));
+            }
+            if *phase != Phase::Open {
+                return Poll::Ready(None);
+            }
+            if let Some(lost) = guard.as_mut().and_then(|g| g.lost(cx)) {
+                *phase = Phase::Aborted;
+                let key = guard.take().map(|g| g.key).unwrap_or_default();
+                return Poll::Ready(Some(Err(Box::new(LockLost { key, error: lost }))));
+            }
+            let frame = match first.take() {
+                Some(frame) => Some(Ok(frame)),
+                None => ready!(body.as_mut().poll_frame(cx)),
+            };
+            let last = match frame {
+                Some(Ok(frame)) => {
+                    let bytes = frame.data_ref().map_or(0, Buf::remaining);
+                    let content_done = guard.as_mut().is_some_and(|g| g.sent(bytes));
+                    if !content_done && !body.is_end_stream() {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    Some(frame)
+                }
+                Some(Err(error)) => {
+                    *phase = Phase::Aborted;
+                    guard.take();
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+                None => None,
+            };
+            match guard.take() {
+                Some(g) => {
+                    *releasing = Some(Releasing {
+                        release: release(g.lock),
+                        last,
+                    });
+                }
+                None => {
+                    *phase = Phase::Finished;
+                    return Poll::Ready(last.map(Ok));
+                }
             }
         }
     }
@@ -317,10 +338,8 @@ impl<B: Body> fmt::Debug for LockBody<B> {
             Inner::Unlocked { .. } => "unlocked",
             Inner::Complete { .. } => "complete",
             Inner::Failed { .. } => "failed",
-            Inner::Locked { guard: Some(_), .. } => "locked",
-            Inner::Locked {
-                releasing: Some(_), ..
-            } => "releasing",
+            Inner::Locked { streaming } if streaming.guard.is_some() => "locked",
+            Inner::Locked { streaming } if streaming.releasing.is_some() => "releasing",
             Inner::Locked { .. } => "released",
             Inner::Rejection { .. } => "rejection",
         };

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::Body;
+use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
@@ -311,14 +311,18 @@ where
             return Handover::ReleaseFirst(lock, Response::from_parts(parts, body));
         }
         Poll::Ready(Some(Ok(frame))) => {
-            let complete = frame.data_ref().is_some_and(|data| {
-                body.is_end_stream()
-                    || content_length.is_some_and(|length| data.remaining() as u64 >= length)
-            });
-            if complete {
-                let body = LockBody::complete(Some(frame));
-                return Handover::ReleaseFirst(lock, Response::from_parts(parts, body));
-            }
+            let frame = match frame.into_data() {
+                Ok(data) => {
+                    let complete = body.is_end_stream()
+                        || content_length.is_some_and(|length| data.remaining() as u64 >= length);
+                    if complete {
+                        let body = LockBody::complete(Some(data));
+                        return Handover::ReleaseFirst(lock, Response::from_parts(parts, body));
+                    }
+                    Frame::data(data)
+                }
+                Err(frame) => frame,
+            };
             Some(frame)
         }
         Poll::Pending => None,

@@ -181,7 +181,8 @@ pub(crate) struct RequestLock {
 
 #[derive(Debug)]
 enum Holding {
-    Plain(Lock),
+    // Boxed: a lock is large, and this moves with the request's future.
+    Plain(Box<Lock>),
     Kept(KeptLock),
 }
 
@@ -199,7 +200,7 @@ impl RequestLock {
             shared: receiver,
         };
         let this = Self {
-            holding: Some(Holding::Plain(lock)),
+            holding: Some(Holding::Plain(Box::new(lock))),
             shared: Some(sender),
         };
         (this, held)
@@ -259,7 +260,8 @@ async fn release(holding: Option<Holding>, shared: Option<watch::Sender<Shared>>
     match holding {
         Some(Holding::Plain(lock)) => {
             let released = lock.release().await;
-            if let Some(shared) = shared {
+            // Usually nobody is left to tell: the request, with its HeldLock, is gone.
+            if let Some(shared) = shared.filter(|s| s.receiver_count() > 0) {
                 shared.send_modify(|s| s.phase = Phase::Released(released));
             }
         }
