@@ -53,7 +53,6 @@ pin_project! {
             lock: Option<RequestLock>,
             // Set once the handler is found still running: fires at the lock's renewal time.
             renew: Option<Pin<Box<Sleep>>>,
-            key: Arc<str>,
             head: bool,
             policy: Arc<Policy<R>>,
         },
@@ -142,8 +141,7 @@ where
                             return Poll::Ready(Ok(response.map(LockBody::rejection)));
                         }
                     };
-                    let key: Arc<str> = key.into();
-                    let (lock, held) = RequestLock::new(lock, key.clone());
+                    let (lock, held) = RequestLock::new(lock, key);
                     request.extensions_mut().insert(held);
                     let head = request.method() == Method::HEAD;
                     let future = service.call(request);
@@ -151,7 +149,6 @@ where
                         future,
                         lock: Some(lock),
                         renew: None,
-                        key,
                         head,
                         policy,
                     });
@@ -160,7 +157,6 @@ where
                     future,
                     lock,
                     renew,
-                    key,
                     head,
                     policy,
                 } => {
@@ -172,7 +168,7 @@ where
                         }
                     };
                     let lock = lock.take();
-                    let (key, head, policy) = (key.clone(), *head, policy.clone());
+                    let (head, policy) = (*head, policy.clone());
                     // An error drops the lock here, which releases it in the background.
                     let response = match result {
                         Ok(response) => response,
@@ -185,7 +181,7 @@ where
                         self.as_mut().project().state.set(State::Done);
                         return Poll::Ready(Ok(response.map(LockBody::unlocked)));
                     };
-                    match hand_over(response, lock, key, head, &policy, cx) {
+                    match hand_over(response, lock, head, &policy, cx) {
                         Handover::Body(response) => {
                             self.as_mut().project().state.set(State::Done);
                             return Poll::Ready(Ok(response));
@@ -266,7 +262,6 @@ enum Handover<B: Body> {
 fn hand_over<ResBody, R: OnRejection>(
     response: Response<ResBody>,
     lock: RequestLock,
-    key: Arc<str>,
     head: bool,
     policy: &Policy<R>,
     cx: &mut Context<'_>,
@@ -282,7 +277,7 @@ where
                 RejectionKind::Lost(lost),
                 policy.lost_status(),
                 None,
-                Some(key.to_string()),
+                Some(lock.key().to_owned()),
             );
             let response = policy.respond(rejection).map(LockBody::rejection);
             return Handover::ReleaseFirst(lock, response);
@@ -328,6 +323,7 @@ where
         Poll::Pending => None,
     };
     let abort_on_loss = policy.on_loss == OnLoss::Fail;
+    let key = Arc::from(lock.key());
     let body = LockBody::locked(
         body,
         first,

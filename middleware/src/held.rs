@@ -3,12 +3,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use quorumlock::proto::{ExtendError, Instant, Lease, Released};
 use quorumlock::{KeptLock, Lock, LockStatus, Token};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// The lock held for the current request, found in the request's extensions (with axum:
 /// `Extension<HeldLock>`, or `HeldLock` / `Option<HeldLock>` directly with the `axum`
@@ -20,76 +20,85 @@ use tokio::sync::watch;
 /// twice, or race its work against [`lost`](Self::lost).
 #[derive(Debug, Clone)]
 pub struct HeldLock {
-    key: Arc<str>,
-    token: Token,
-    shared: watch::Receiver<Shared>,
+    shared: Arc<Shared>,
 }
 
-/// What every [`HeldLock`] of one request reads.
+/// One request's lock, as the layer and every [`HeldLock`] of the request see it.
 #[derive(Debug)]
 struct Shared {
-    /// The lease of the acquisition; current for as long as no extension ran.
-    lease: Lease,
-    phase: Phase,
+    key: String,
+    token: Token,
+    stage: Mutex<Stage>,
+    /// Told of every change of stage.
+    changed: Notify,
 }
 
 #[derive(Debug)]
-enum Phase {
+enum Stage {
     /// Held, and not extended yet: no background task runs for it.
-    Held,
-    /// Handed to a keep-alive task, which extends it, watches for loss and releases it.
-    Kept(LockStatus),
-    /// Released by the layer before it ever needed an extension.
-    Released(Released),
+    Plain(Lock),
+    /// Handed to a keep-alive task, which extends it, watches for loss and releases it. The
+    /// `KeptLock` is here while the response future has the lock, and moves to the body.
+    Kept(Option<KeptLock>, LockStatus),
+    /// Let go by the layer before it was ever extended: the lease, kept only while a
+    /// `HeldLock` can read it, and the report once the release round is over.
+    Released(Option<Lease>, Option<Released>),
+}
+
+impl Shared {
+    fn stage(&self) -> MutexGuard<'_, Stage> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent stage.
+        self.stage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl HeldLock {
     /// The Redis key, namespace included (what `redis-cli GET` shows).
     pub fn key(&self) -> &str {
-        &self.key
+        &self.shared.key
     }
 
     /// The token stored under the key on the nodes.
     pub fn token(&self) -> &Token {
-        &self.token
+        &self.shared.token
     }
 
     /// The current lease: validity, extension count, per-node report.
     pub fn lease(&self) -> Lease {
-        let shared = self.shared.borrow();
-        match &shared.phase {
-            Phase::Kept(status) => status.lease(),
-            Phase::Held | Phase::Released(_) => shared.lease.clone(),
+        match &*self.shared.stage() {
+            Stage::Plain(lock) => lock.lease().clone(),
+            Stage::Kept(_, status) => status.lease(),
+            Stage::Released(lease, _) => lease.clone().expect(KEPT_FOR_HELD),
         }
     }
 
     /// When the current lease ends (it moves forward with every extension).
     pub fn valid_until(&self) -> Instant {
-        let shared = self.shared.borrow();
-        match &shared.phase {
-            Phase::Kept(status) => status.valid_until(),
-            Phase::Held | Phase::Released(_) => shared.lease.valid_until(),
+        match &*self.shared.stage() {
+            Stage::Plain(lock) => lock.valid_until(),
+            Stage::Kept(_, status) => status.valid_until(),
+            Stage::Released(lease, _) => lease.as_ref().expect(KEPT_FOR_HELD).valid_until(),
         }
     }
 
     /// Validity left now; zero once lost or released.
     pub fn remaining(&self) -> Duration {
-        let shared = self.shared.borrow();
-        match &shared.phase {
-            Phase::Kept(status) => status.remaining(),
-            Phase::Held => shared.lease.remaining(now()),
-            Phase::Released(_) => Duration::ZERO,
+        match &*self.shared.stage() {
+            Stage::Plain(lock) => lock.remaining(),
+            Stage::Kept(_, status) => status.remaining(),
+            Stage::Released(..) => Duration::ZERO,
         }
     }
 
     /// Whether the lock can still be relied on: not lost, not released, and within the validity
     /// of its last acquire or extend round.
     pub fn is_valid(&self) -> bool {
-        let shared = self.shared.borrow();
-        match &shared.phase {
-            Phase::Kept(status) => status.is_valid(),
-            Phase::Held => shared.lease.is_valid_at(now()),
-            Phase::Released(_) => false,
+        match &*self.shared.stage() {
+            Stage::Plain(lock) => lock.is_valid(),
+            Stage::Kept(_, status) => status.is_valid(),
+            Stage::Released(..) => false,
         }
     }
 
@@ -100,26 +109,26 @@ impl HeldLock {
 
     /// Why the lock was lost, if an extension failed.
     pub fn lost_reason(&self) -> Option<ExtendError> {
-        match &self.shared.borrow().phase {
-            Phase::Kept(status) => status.lost_reason(),
-            Phase::Held | Phase::Released(_) => None,
+        match &*self.shared.stage() {
+            Stage::Kept(_, status) => status.lost_reason(),
+            _ => None,
         }
     }
 
     /// Resolves when the lock is lost (with the reason) or released (with `None`).
     pub async fn lost(&self) -> Option<ExtendError> {
-        match self.kept().await {
-            Some(status) => status.lost().await,
-            None => None,
+        match self.past_plain().await {
+            Ok(status) => status.lost().await,
+            Err(()) => None,
         }
     }
 
     /// Whether the release round is over.
     pub fn is_released(&self) -> bool {
-        match &self.shared.borrow().phase {
-            Phase::Kept(status) => status.is_released(),
-            Phase::Released(_) => true,
-            Phase::Held => false,
+        match &*self.shared.stage() {
+            Stage::Kept(_, status) => status.is_released(),
+            Stage::Released(_, released) => released.is_some(),
+            Stage::Plain(_) => false,
         }
     }
 
@@ -127,39 +136,37 @@ impl HeldLock {
     /// report of the release that followed it). `None` if the release could not run to its
     /// end because its runtime shut down.
     pub async fn released(&self) -> Option<Released> {
-        let mut shared = self.shared.clone();
-        let status = {
-            let shared = shared
-                .wait_for(|s| !matches!(s.phase, Phase::Held))
-                .await
-                .ok()?;
-            match &shared.phase {
-                Phase::Kept(status) => status.clone(),
-                Phase::Released(released) => return Some(released.clone()),
-                Phase::Held => return None,
+        loop {
+            let notified = self.shared.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let status = match &*self.shared.stage() {
+                Stage::Kept(_, status) => Some(status.clone()),
+                Stage::Released(_, Some(released)) => return Some(released.clone()),
+                Stage::Released(_, None) | Stage::Plain(_) => None,
+            };
+            match status {
+                Some(status) => return status.released().await,
+                None => notified.await,
             }
-        };
-        status.released().await
-    }
-
-    /// Waits until the lock is handed to a keep-alive task (its status) or released (`None`).
-    async fn kept(&self) -> Option<LockStatus> {
-        let mut shared = self.shared.clone();
-        let shared = shared
-            .wait_for(|s| !matches!(s.phase, Phase::Held))
-            .await
-            .ok()?;
-        match &shared.phase {
-            Phase::Kept(status) => Some(status.clone()),
-            Phase::Held | Phase::Released(_) => None,
         }
     }
-}
 
-/// The clock, read only to tell handlers how much validity is left.
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
+    /// Waits until the lock is handed to a keep-alive task (`Ok` with its status) or let go
+    /// without one (`Err`).
+    async fn past_plain(&self) -> Result<LockStatus, ()> {
+        loop {
+            let notified = self.shared.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match &*self.shared.stage() {
+                Stage::Kept(_, status) => return Ok(status.clone()),
+                Stage::Released(..) => return Err(()),
+                Stage::Plain(_) => {}
+            }
+            notified.await;
+        }
+    }
 }
 
 /// A release in progress, resolving once its round is over.
@@ -175,63 +182,70 @@ pub(crate) type ReleaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Dropping it releases the lock in the background.
 #[derive(Debug)]
 pub(crate) struct RequestLock {
-    holding: Option<Holding>,
-    shared: Option<watch::Sender<Shared>>,
-}
-
-#[derive(Debug)]
-enum Holding {
-    // Boxed: a lock is large, and this moves with the request's future.
-    Plain(Box<Lock>),
-    Kept(KeptLock),
+    shared: Arc<Shared>,
+    /// When the keep-alive task must take over; `None` once it has.
+    renew_at: Option<Instant>,
+    /// Whether this still has the lock to release (not handed to a body, nor released).
+    armed: bool,
 }
 
 impl RequestLock {
-    /// Takes over an acquired lock, and makes what the handler sees of it.
-    pub(crate) fn new(lock: Lock, key: Arc<str>) -> (Self, HeldLock) {
-        let token = lock.token().clone();
-        let (sender, receiver) = watch::channel(Shared {
-            lease: lock.lease().clone(),
-            phase: Phase::Held,
+    /// Takes over an acquired lock on `key`, and makes what the handler sees of it.
+    pub(crate) fn new(lock: Lock, key: String) -> (Self, HeldLock) {
+        let renew_at = Some(lock.lease().renew_at());
+        let shared = Arc::new(Shared {
+            key,
+            token: lock.token().clone(),
+            stage: Mutex::new(Stage::Plain(lock)),
+            changed: Notify::new(),
         });
         let held = HeldLock {
-            key,
-            token,
-            shared: receiver,
+            shared: shared.clone(),
         };
         let this = Self {
-            holding: Some(Holding::Plain(Box::new(lock))),
-            shared: Some(sender),
+            shared,
+            renew_at,
+            armed: true,
         };
         (this, held)
     }
 
+    /// The Redis key.
+    pub(crate) fn key(&self) -> &str {
+        &self.shared.key
+    }
+
     /// When the lock must start being extended; `None` once it is.
     pub(crate) fn renew_at(&self) -> Option<Instant> {
-        match &self.holding {
-            Some(Holding::Plain(lock)) => Some(lock.lease().renew_at()),
-            _ => None,
-        }
+        self.renew_at
     }
 
     /// Hands the lock to a keep-alive task, if it is not yet; the task extends it at once if
     /// its renewal time has passed.
     pub(crate) fn keep_alive(&mut self) {
-        if let Some(Holding::Plain(lock)) = self.holding.take() {
+        if self.renew_at.take().is_none() {
+            return;
+        }
+        let mut stage = self.shared.stage();
+        if let Stage::Plain(lock) = &*stage {
+            let placeholder = Stage::Released(Some(lock.lease().clone()), None);
+            let Stage::Plain(lock) = std::mem::replace(&mut *stage, placeholder) else {
+                unreachable!("the stage was Plain a moment ago");
+            };
             let kept = lock.keep_alive();
-            if let Some(shared) = &self.shared {
-                let status = kept.status().clone();
-                shared.send_modify(|s| s.phase = Phase::Kept(status));
-            }
-            self.holding = Some(Holding::Kept(kept));
+            let status = kept.status().clone();
+            *stage = Stage::Kept(Some(kept), status);
+            drop(stage);
+            self.shared.changed.notify_waiters();
         }
     }
 
     /// The lock, extended in the background from now on (for a body that carries it).
     pub(crate) fn into_kept(mut self) -> KeptLock {
         self.keep_alive();
-        match self.holding.take() {
-            Some(Holding::Kept(kept)) => kept,
+        self.armed = false;
+        match &mut *self.shared.stage() {
+            Stage::Kept(kept, _) => kept.take().expect("the KeptLock is handed out once"),
             _ => unreachable!("keep_alive hands the lock to a KeptLock"),
         }
     }
@@ -239,9 +253,9 @@ impl RequestLock {
     /// Why the lock is lost, if it is: an extension failed, or, while it was not extended, its
     /// lease ran out (the request's task was not run in time to start the extensions).
     pub(crate) fn lost_reason(&self) -> Option<ExtendError> {
-        match &self.holding {
-            Some(Holding::Kept(kept)) => kept.status().lost_reason(),
-            Some(Holding::Plain(lock)) if !lock.is_valid() => Some(ExtendError::Expired {
+        match &*self.shared.stage() {
+            Stage::Kept(_, status) => status.lost_reason(),
+            Stage::Plain(lock) if !lock.is_valid() => Some(ExtendError::Expired {
                 report: lock.report().clone(),
             }),
             _ => None,
@@ -250,22 +264,42 @@ impl RequestLock {
 
     /// Releases the lock; the future resolves once the release round is over.
     pub(crate) fn release(mut self) -> ReleaseFuture {
-        let holding = self.holding.take();
-        let shared = self.shared.take();
-        Box::pin(release(holding, shared))
+        self.armed = false;
+        Box::pin(release(self.shared.clone()))
     }
 }
 
-async fn release(holding: Option<Holding>, shared: Option<watch::Sender<Shared>>) {
-    match holding {
-        Some(Holding::Plain(lock)) => {
+/// Releases the lock of `shared`, and tells its readers once that is done.
+async fn release(shared: Arc<Shared>) {
+    let taken = {
+        let mut stage = shared.stage();
+        match &mut *stage {
+            Stage::Plain(lock) => {
+                // The lease is only worth a copy if a HeldLock can still read it; none can be
+                // made any more, so without one now there never will be.
+                let lease = (Arc::strong_count(&shared) > 1).then(|| lock.lease().clone());
+                let Stage::Plain(lock) =
+                    std::mem::replace(&mut *stage, Stage::Released(lease, None))
+                else {
+                    unreachable!("the stage was Plain a moment ago");
+                };
+                Some(Ok(lock))
+            }
+            Stage::Kept(kept, _) => kept.take().map(Err),
+            Stage::Released(..) => None,
+        }
+    };
+    match taken {
+        Some(Ok(lock)) => {
             let released = lock.release().await;
-            // Usually nobody is left to tell: the request, with its HeldLock, is gone.
-            if let Some(shared) = shared.filter(|s| s.receiver_count() > 0) {
-                shared.send_modify(|s| s.phase = Phase::Released(released));
+            if Arc::strong_count(&shared) > 1 {
+                if let Stage::Released(_, report) = &mut *shared.stage() {
+                    *report = Some(released);
+                }
+                shared.changed.notify_waiters();
             }
         }
-        Some(Holding::Kept(kept)) => {
+        Some(Err(kept)) => {
             kept.release().await;
         }
         None => {}
@@ -274,15 +308,42 @@ async fn release(holding: Option<Holding>, shared: Option<watch::Sender<Shared>>
 
 impl Drop for RequestLock {
     fn drop(&mut self) {
-        if let (Some(Holding::Plain(lock)), Ok(runtime)) =
-            (self.holding.take(), tokio::runtime::Handle::try_current())
-        {
-            runtime.spawn(release(Some(Holding::Plain(lock)), self.shared.take()));
+        if !self.armed {
+            return;
         }
-        // Otherwise dropping the lock does it: a kept lock is released by its task, and a
-        // plain one outside a runtime expires with its TTL (its drop says so).
+        let mut stage = self.shared.stage();
+        match &mut *stage {
+            Stage::Kept(kept, _) => {
+                // Its task releases it once the KeptLock is gone.
+                let kept = kept.take();
+                drop(stage);
+                drop(kept);
+            }
+            Stage::Plain(_) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    drop(stage);
+                    runtime.spawn(release(self.shared.clone()));
+                }
+                Err(_) => {
+                    // Dropping the lock outside a runtime says it cannot release it; its keys
+                    // expire with their TTL.
+                    let lease = match &*stage {
+                        Stage::Plain(lock) => lock.lease().clone(),
+                        _ => unreachable!("the stage was Plain a moment ago"),
+                    };
+                    let lock = std::mem::replace(&mut *stage, Stage::Released(Some(lease), None));
+                    drop(stage);
+                    drop(lock);
+                    self.shared.changed.notify_waiters();
+                }
+            },
+            Stage::Released(..) => {}
+        }
     }
 }
+
+/// Why a released lock's lease is there when a `HeldLock` asks.
+const KEPT_FOR_HELD: &str = "a released lock keeps its lease while a HeldLock exists";
 
 #[cfg(feature = "axum")]
 mod extract {

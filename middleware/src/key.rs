@@ -312,8 +312,13 @@ fn decode(bytes: &[u8], form: bool) -> Result<String, KeyProblem> {
     } else {
         Cow::Borrowed(bytes)
     };
-    let decoded: Vec<u8> = percent_decode(&bytes).collect();
-    String::from_utf8(decoded).map_err(|_| KeyProblem::NotUtf8)
+    // Borrowed when there is nothing to decode.
+    let decoded: Cow<'_, [u8]> = percent_decode(&bytes).into();
+    match decoded {
+        Cow::Borrowed(bytes) => std::str::from_utf8(bytes).map(str::to_owned),
+        Cow::Owned(bytes) => String::from_utf8(bytes).map_err(|e| e.utf8_error()),
+    }
+    .map_err(|_| KeyProblem::NotUtf8)
 }
 
 /// Why a request's lock key was refused; the request is answered `400 Bad Request`.
@@ -402,7 +407,10 @@ impl KeyFormat {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != HASHED as u8);
         if verbatim {
-            return format!("{}{name}", self.namespace);
+            let mut key = String::with_capacity(self.namespace.len() + name.len());
+            key.push_str(&self.namespace);
+            key.push_str(name);
+            return key;
         }
         let digest = Sha256::digest(name.as_bytes());
         let mut key = String::with_capacity(self.namespace.len() + 1 + 64);
