@@ -260,6 +260,41 @@ async fn a_release_returns_at_a_quorum_and_the_slowest_node_is_finished_after() 
     .await;
 }
 
+/// Nodes that lost their scripts answer a release with `NOSCRIPT`; when such a reply is
+/// already in at the moment a quorum decided, the resend must still go out. Many fresh clients
+/// on several threads at once make that timing common.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_reach_every_node_after_a_script_flush() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..6 {
+            let urls = urls.clone();
+            tasks.spawn(async move {
+                for round in 0..20 {
+                    let _: String =
+                        query(&urls[round % 3], redis::cmd("SCRIPT").arg("FLUSH")).await;
+                    let redlock = Redlock::new(urls.clone()).unwrap();
+                    let key = format!("flushed:{task}:{round}");
+                    let lock = redlock.lock(key.clone()).await.unwrap();
+                    lock.release().await;
+                    redlock.flush().await;
+                    for url in &urls {
+                        assert!(!exists(url, &key).await, "{key} left on {url}");
+                    }
+                }
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap();
+        }
+        let redlock = Redlock::new(urls.clone()).unwrap();
+        assert_no_keys(&redlock, &urls).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dropping_a_guard_releases_the_lock() {
     let cluster = RedisCluster::start(3).unwrap();

@@ -21,8 +21,6 @@ struct InFlight {
     node: NodeId,
     request: RequestId,
     deadline: Instant,
-    /// The node's answer count when the request was sent (see [`let_go`]).
-    answers_at_send: u64,
     reply: ReplyFuture,
 }
 
@@ -63,6 +61,13 @@ where
     let epoch_at_start = wakeups.as_ref().map_or(0, |(signals, _)| signals.epoch());
     let mut released: Vec<Pin<Box<OwnedNotified>>> = Vec::new();
     loop {
+        // A resource held by another task of this client is not worth asking the nodes for:
+        // its release wakes this one directly.
+        if let Some((signals, resources)) = &wakeups {
+            if let Some((now, until)) = signals.held_until(resources, clock::now) {
+                op.handle_known_held(now, until);
+            }
+        }
         send_all(nodes, &mut op, &mut in_flight);
         if let Some(outcome) = op.poll_outcome() {
             if op.poll_timeout().is_some() {
@@ -176,6 +181,8 @@ where
             None => index += 1,
         }
     }
+    // A reply just handled may ask for a resend (`NOSCRIPT`).
+    send_all(&set.nodes, &mut op, &mut in_flight);
     if in_flight.is_empty() && op.poll_timeout().is_none() {
         return;
     }
@@ -250,7 +257,6 @@ fn send_all<O: Operation>(nodes: &[Node], op: &mut O, in_flight: &mut Vec<InFlig
             node: transmit.node,
             request: transmit.request,
             deadline: transmit.deadline,
-            answers_at_send: node.answers(),
             reply: Box::pin(node.send(transmit.command)),
         });
     }
@@ -273,12 +279,10 @@ fn prune<O: Operation>(set: &Arc<NodeSet>, op: &O, in_flight: &mut Vec<InFlight>
 ///
 /// One past its deadline is dropped, and the node hears of the timeout (enough of them in a row
 /// and it replaces a connection that may be half-open). One still within its deadline — the
-/// round was decided by a faster quorum — must still reach its node: redis-rs does not write a
-/// request whose caller has gone, so a node still connecting would never receive its SET or
-/// PEXPIRE, leaving the lock on a bare quorum that the loss of one more node breaks. Such a
-/// request runs on in the background until its deadline. A late SET that lands after a
-/// failed attempt's clean-up release is the same risk as one already on the wire; the key
-/// expires with its TTL.
+/// round was decided by a faster quorum — must still reach its node, or the lock would be held
+/// on a bare quorum that the loss of one more node breaks: it runs on in the background until
+/// its deadline. A late SET that lands after a failed attempt's clean-up release is the same
+/// risk as one already on the wire; the key expires with its TTL.
 fn let_go(set: &Arc<NodeSet>, mut request: InFlight, now: Instant) {
     let Some(node) = set.nodes.get(request.node.index()) else {
         return;
@@ -287,16 +291,11 @@ fn let_go(set: &Arc<NodeSet>, mut request: InFlight, now: Instant) {
         node.note_timeout();
         return;
     }
-    // On a live connection the request went into redis-rs's pipeline when it was first polled,
-    // and that connection's writer runs long before a quorum of replies can come back: dropping
-    // it now only discards the reply. The connection is known to be live if the node answered
-    // anything since the request was sent. Otherwise the request may be waiting for a
-    // connection, or be about to find its connection dead (the node restarted while idle) and
-    // need its one retry on a fresh one: dropped, it would be lost, so it gets a task of its
-    // own, unless its reply is already in.
-    if node.is_connected() && node.answers() > request.answers_at_send {
-        return;
-    }
+    // Dropped, a request whose reply is not in yet might never reach its node: redis-rs skips
+    // a request whose caller has gone while it still waits in the connection's queue, and one
+    // waiting for its connection (a node still connecting, or one that restarted while idle and
+    // needs its one retry on a fresh connection) would be lost. Either leaves the lock on fewer
+    // nodes. So it runs on in a task of its own until its reply or its deadline.
     if (&mut request.reply).now_or_never().is_some() {
         return;
     }

@@ -32,17 +32,6 @@ impl Node {
         async move { state.send(command).await }
     }
 
-    /// Whether the node has an open connection (requests to it are written without waiting).
-    pub(crate) fn is_connected(&self) -> bool {
-        self.0.cached().is_some()
-    }
-
-    /// How many answers this node has given on any connection so far. A request sent when
-    /// the count was `n` went into a live connection if the count has since moved past `n`.
-    pub(crate) fn answers(&self) -> u64 {
-        self.0.answers.load(Ordering::Acquire)
-    }
-
     /// Counts a request that got no reply in time; see [`NodeState::note_timeout`].
     pub(crate) fn note_timeout(&self) {
         self.0.note_timeout();
@@ -83,8 +72,6 @@ struct NodeState {
     attempts: AtomicU64,
     /// Requests that timed out since the node last answered anything.
     silent_timeouts: AtomicU32,
-    /// Answers received, error replies included.
-    answers: AtomicU64,
 }
 
 /// Timeouts in a row after which the connection is presumed half-open and replaced. A paused or
@@ -111,7 +98,6 @@ impl NodeState {
             connect_gate: tokio::sync::Mutex::new(LastAttempt::default()),
             attempts: AtomicU64::new(0),
             silent_timeouts: AtomicU32::new(0),
-            answers: AtomicU64::new(0),
         }
     }
 
@@ -174,10 +160,7 @@ impl NodeState {
         match &result {
             Err(error) if breaks_connection(error) => self.forget(connected.generation),
             // Any answer, even an error reply, shows the connection is alive.
-            _ => {
-                self.silent_timeouts.store(0, Ordering::Release);
-                self.answers.fetch_add(1, Ordering::AcqRel);
-            }
+            _ => self.silent_timeouts.store(0, Ordering::Release),
         }
         result
     }
