@@ -35,17 +35,22 @@
 //!    at once, or after waiting up to a deadline with [`Contention::Wait`]. No quorum of
 //!    nodes answered: `503` with `Retry-After`. Both through [`LockLayer::on_rejection`].
 //! 3. The handler runs with a [`HeldLock`] in its request extensions: the Redis key, the
-//!    token, the lease, and a lost signal. The lock is extended in the background
-//!    ([`quorumlock::Lock::keep_alive`]), so long handlers keep it.
-//! 4. The lock moves into the response body ([`LockBody`]) and stays held while the body is
-//!    produced, however long it streams. It is released when the body is over, and the end
-//!    is not let through before the release round is done: a body of known length
-//!    (`Content-Length`, or one that says it is at its end) holds back its last frame, any
-//!    other body its end-of-stream. When nothing will be sent (`HEAD`, `204`, `304`, an empty
-//!    body) the lock is released before the response is returned. So every byte the handler
-//!    produces is covered, and a client that has the whole response can lock the resource
-//!    again at once. A body that fails or is dropped (the client went away) releases in the
-//!    background.
+//!    token, the lease, and a lost signal. A request still running half-way through its lease
+//!    has its lock handed to a keep-alive task ([`quorumlock::Lock::keep_alive`]), which
+//!    extends it from then on, so long handlers keep it; requests that end sooner never start
+//!    one. The timer that starts it runs in the request's own task: a handler that blocks its
+//!    thread rather than awaiting delays the first extension.
+//! 4. When the handler returns, its body is polled once. If that gives the whole body (a
+//!    `Full` body, a `String`, JSON), the lock is released and the response is returned with
+//!    that data, so the server sends it in one piece. When nothing will be sent (`HEAD`,
+//!    `204`, `304`, an empty body) the lock is likewise released before the response is
+//!    returned. A body that still streams carries the lock ([`LockBody`]), which stays held
+//!    however long it streams. It is released when the body is over, and the end is not let
+//!    through before the release round is done: a body of known length (`Content-Length`, or
+//!    one that says it is at its end) holds back its last frame, any other body its
+//!    end-of-stream. So every byte the handler produces is covered, and a client that has the
+//!    whole response can lock the resource again at once. A body that fails or is dropped (the
+//!    client went away) releases in the background.
 //!
 //! Errors of the inner service pass through unchanged (`Error = S::Error`); the layer's own
 //! outcomes are responses.
