@@ -205,3 +205,82 @@ async fn a_silent_release_is_found_by_retrying() {
     })
     .await;
 }
+
+/// While another task of the same client holds the resource, a task that asks for it again
+/// does not ask the nodes (they could only refuse): it waits for that holder's release, which
+/// wakes it directly. Here the first holder comes back for the lock while a waiter it woke
+/// holds it, as the scenario's contenders do.
+#[tokio::test]
+async fn a_task_does_not_ask_the_nodes_while_a_sibling_holds_the_lock() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        // Timer retries would send requests of their own; 30 s keeps them out of the picture.
+        let redlock = Redlock::builder(urls.clone())
+            .retry(Retry::new(20, Duration::from_secs(30), Duration::ZERO))
+            .build()
+            .unwrap();
+        let first = redlock.lock("sibling").await.unwrap();
+        let (handed_tx, mut handed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+        let mut waiters = Vec::new();
+        for _ in 0..2 {
+            let (redlock, handed_tx, mut go_rx) =
+                (redlock.clone(), handed_tx.clone(), go_rx.clone());
+            waiters.push(tokio::spawn(async move {
+                let lock = redlock
+                    .lock("sibling")
+                    .await
+                    .expect("the waiter gets the lock");
+                handed_tx.send(()).unwrap();
+                go_rx.wait_for(|go| *go).await.unwrap();
+                lock.release().await;
+            }));
+        }
+        for url in &urls {
+            while clean_ups(url).await < 2 {
+                tokio::task::yield_now().await;
+            }
+        }
+        first.release().await;
+        // One waiter holds the lock now; the other still waits.
+        handed_rx.recv().await.unwrap();
+        redlock.flush().await;
+        let before = sets(&urls).await;
+
+        let again = tokio::spawn({
+            let redlock = redlock.clone();
+            async move { redlock.lock("sibling").await }
+        });
+        // Let the new call run its first attempt (on this runtime, one turn of the scheduler),
+        // then make sure anything it sent has reached the nodes.
+        tokio::task::yield_now().await;
+        redlock.flush().await;
+        assert_eq!(
+            sets(&urls).await,
+            before,
+            "a lock request went to the nodes while a sibling held the lock"
+        );
+
+        go_tx.send(true).unwrap();
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        let lock = again
+            .await
+            .unwrap()
+            .expect("the returning task gets the lock");
+        lock.release().await;
+        assert_no_keys(&redlock, &urls).await;
+    })
+    .await;
+}
+
+/// `SET` calls on every node, together.
+async fn sets(urls: &[String]) -> i64 {
+    let mut total = 0;
+    for url in urls {
+        total += calls(url, &["cmdstat_set"]).await;
+    }
+    total
+}

@@ -668,3 +668,66 @@ fn a_contended_failure_says_when_a_quorum_frees_up() {
         }
     }
 }
+
+/// A holder the driver knows of (one of its own) keeps the resource: the attempt is counted as
+/// contended without a request, the retry policy runs as usual, and the error says how long the
+/// holder keeps it.
+#[test]
+fn a_known_holder_turns_attempts_into_pauses_without_requests() {
+    let config = config(3, Retry::new(2, ms(10), Duration::ZERO));
+    let base = base_instant();
+    let held_until = base + ms(5_000);
+    let mut op = Acquire::new(&config, ["job"], token("tok-a"), 1, base).expect("valid");
+    assert!(op.handle_known_held(base, held_until));
+    assert!(op.poll_transmit().is_none(), "the nodes were asked");
+    assert!(op.poll_outcome().is_none());
+    assert_eq!(op.poll_timeout(), Some(base + ms(10)));
+    assert!(
+        !op.handle_known_held(base, held_until),
+        "a pause has no attempt to skip"
+    );
+
+    op.handle_timeout(base + ms(10));
+    assert!(op.handle_known_held(base + ms(10), held_until));
+    assert_eq!(op.poll_timeout(), Some(base + ms(20)));
+    op.handle_timeout(base + ms(20));
+    assert!(op.handle_known_held(base + ms(20), held_until));
+    assert!(op.poll_transmit().is_none(), "the nodes were asked");
+    assert_eq!(op.attempts(), 3);
+    match op.poll_outcome() {
+        Some(Err(AcquireError::Contended {
+            report,
+            retry_after,
+        })) => {
+            assert_eq!(retry_after, Some(ms(4_980)));
+            assert_eq!(report.granted_count() + report.refused_count(), 0);
+        }
+        other => panic!("expected a contended error, got {other:?}"),
+    }
+    assert_eq!(op.poll_timeout(), None);
+}
+
+/// An attempt already on its way is not skipped, and a release heard during a pause starts a
+/// real attempt at once.
+#[test]
+fn a_known_holder_never_cancels_requests_and_a_wakeup_asks_the_nodes() {
+    let config = config(3, Retry::new(5, ms(1_000), Duration::ZERO));
+    let base = base_instant();
+    let mut op = Acquire::new(&config, ["job"], token("tok-a"), 1, base).expect("valid");
+    let first = op.poll_transmit().expect("a request");
+    assert!(!op.handle_known_held(base, base + ms(5_000)));
+    assert!(op.is_awaiting(first.node, first.request));
+
+    let mut skipped = Acquire::new(&config, ["job"], token("tok-b"), 1, base).expect("valid");
+    assert!(skipped.handle_known_held(base, base + ms(5_000)));
+    assert!(skipped.handle_wakeup(base + ms(3)));
+    let sent: Vec<Transmit> = std::iter::from_fn(|| skipped.poll_transmit()).collect();
+    assert_eq!(sent.len(), 3);
+    for transmit in &sent {
+        skipped.handle_reply(transmit.node, transmit.request, Reply::Ok, base + ms(4));
+    }
+    match skipped.poll_outcome() {
+        Some(Ok(lease)) => assert!(lease.report().granted_count() >= 2, "{}", lease.report()),
+        other => panic!("expected the lock, got {other:?}"),
+    }
+}

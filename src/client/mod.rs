@@ -295,6 +295,16 @@ impl Redlock {
         self.shared.nodes.background.spawn(runtime, task);
     }
 
+    /// Lets waiters of this client know that `lease` holds its resources (see
+    /// [`ReleaseSignals::held`]).
+    fn note_held(&self, lease: &Lease) {
+        self.shared.release_signals.held(
+            lease.resources(),
+            lease.token().as_str(),
+            lease.valid_until(),
+        );
+    }
+
     async fn acquire(&self, config: &Config, resources: Vec<String>) -> Result<Lease, Error> {
         let (token, seed) = clock::token_and_seed().map_err(|e| Error::Entropy(e.to_string()))?;
         // Boxed: the machine is large, and every future that holds it across an await would
@@ -314,11 +324,14 @@ impl Redlock {
                 .then(|| (&self.shared.release_signals, acquire.shared_resources()));
             let outcome = driver::drive_with_wakeups(&self.shared.nodes, acquire, wakeups).await;
             match &outcome {
-                Ok(lease) => tracing::debug!(
+                Ok(lease) => {
+                    self.note_held(lease);
+                    tracing::debug!(
                     validity_ms = lease.validity().as_millis() as u64,
                     report = %lease.report(),
                     "lock acquired"
-                ),
+                    )
+                }
                 Err(error) => {
                     tracing::debug!(%error, report = %error.report(), "lock not acquired")
                 }
@@ -334,7 +347,10 @@ impl Redlock {
         traced(span, async {
             let outcome = driver::drive(&self.shared.nodes, extend).await;
             match &outcome {
-                Ok(lease) => tracing::debug!(report = %lease.report(), "lock extended"),
+                Ok(lease) => {
+                    self.note_held(lease);
+                    tracing::debug!(report = %lease.report(), "lock extended")
+                }
                 Err(error) => tracing::debug!(%error, "lock not extended"),
             }
             outcome

@@ -11,6 +11,8 @@ use redis::Client;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 
+use crate::proto::Instant;
+
 use super::release_listener::{self, Interest};
 
 /// One [`Notify`] per resource that somebody waits for. `Notify::notify_one` wakes waiters in
@@ -37,6 +39,15 @@ struct Waiting {
     /// nodes announced it — earlier, its attempt would still find the key on the others — and
     /// only once, not once per node.
     last_release: Option<HeardRelease>,
+    /// A holder of this client that got the resource while somebody here waited for it, and
+    /// until when its lease is valid. Its release wakes a waiter directly, so until then
+    /// waiters need not ask the nodes.
+    holder: Option<LocalHolder>,
+}
+
+struct LocalHolder {
+    token: String,
+    until: Instant,
 }
 
 struct HeardRelease {
@@ -71,6 +82,51 @@ impl ReleaseSignals {
         }
     }
 
+    /// This client got (or extended) a lock on `resources` under `token`, valid until
+    /// `until`. Noted only for resources somebody here waits for: nobody else would ask.
+    pub(crate) fn held(&self, resources: &[String], token: &str, until: Instant) {
+        if self.subscriptions.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return;
+        };
+        for resource in resources {
+            if let Some(entry) = waiting.get_mut(resource) {
+                match &mut entry.holder {
+                    Some(holder) if holder.token == token => holder.until = until,
+                    other => {
+                        *other = Some(LocalHolder {
+                            token: token.to_owned(),
+                            until,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Until when a holder of this client keeps any of `resources`, if one does at the instant
+    /// `now` returns (read only when somebody waits at all).
+    pub(crate) fn held_until(
+        &self,
+        resources: &[String],
+        now: impl FnOnce() -> Instant,
+    ) -> Option<(Instant, Instant)> {
+        if self.subscriptions.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let waiting = self.waiting.lock().ok()?;
+        let now = now();
+        resources
+            .iter()
+            .filter_map(|resource| waiting.get(resource)?.holder.as_ref())
+            .map(|holder| holder.until)
+            .filter(|until| *until > now)
+            .max()
+            .map(|until| (now, until))
+    }
+
     /// Releases this client made so far.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -88,6 +144,9 @@ impl ReleaseSignals {
         let Some(entry) = waiting.get_mut(resource) else {
             return;
         };
+        if entry.holder.as_ref().is_some_and(|h| h.token == token) {
+            entry.holder = None;
+        }
         let release = match &mut entry.last_release {
             Some(release) if release.token == token => release,
             other => other.insert(HeardRelease {
@@ -120,6 +179,7 @@ impl ReleaseSignals {
                         notify: Arc::new(Notify::new()),
                         subscribers: 0,
                         last_release: None,
+                        holder: None,
                     }
                 });
                 entry.subscribers += 1;

@@ -343,4 +343,28 @@ impl Operation for Acquire {
             _ => false,
         }
     }
+
+    /// Skips an attempt that has not sent anything yet: it is contended, the holder known to
+    /// keep the resources until `held_until`. The retry policy counts it like any other, so the
+    /// acquire gives up exactly when it would have; nothing needs cleaning up.
+    fn handle_known_held(&mut self, now: Instant, held_until: Instant) -> bool {
+        let State::Locking(round) = &self.state else {
+            return false;
+        };
+        if !round.is_unsent() {
+            return false;
+        }
+        let failure = AcquireError::Contended {
+            report: round.report(),
+            retry_after: Some(held_until.saturating_duration_since(now)),
+        };
+        match self.next_retry(now) {
+            Some(until) => self.state = State::Waiting { until },
+            None => {
+                self.outcome = Some(Err(failure));
+                self.state = State::Done;
+            }
+        }
+        true
+    }
 }

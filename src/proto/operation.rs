@@ -51,6 +51,17 @@ pub trait Operation {
         let _ = now;
         false
     }
+
+    /// A fact from outside the protocol: what the operation is after is held by a holder the
+    /// driver knows of (one of its own) until `held_until`, and its release will be signalled
+    /// through [`handle_wakeup`](Operation::handle_wakeup). An acquire that is about to start
+    /// an attempt counts that attempt as contended without sending anything, and pauses as
+    /// after any contended attempt: asking the nodes could only be refused. Returns whether the
+    /// fact was used.
+    fn handle_known_held(&mut self, now: Instant, held_until: Instant) -> bool {
+        let _ = (now, held_until);
+        false
+    }
 }
 
 /// A boxed machine drives like the machine itself, so drivers can keep large machines out of
@@ -84,5 +95,9 @@ impl<O: Operation + ?Sized> Operation for Box<O> {
 
     fn handle_wakeup(&mut self, now: Instant) -> bool {
         (**self).handle_wakeup(now)
+    }
+
+    fn handle_known_held(&mut self, now: Instant, held_until: Instant) -> bool {
+        (**self).handle_known_held(now, held_until)
     }
 }

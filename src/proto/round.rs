@@ -131,6 +131,13 @@ impl Round {
         self.started
     }
 
+    /// Whether nothing has been sent yet.
+    pub(crate) fn is_unsent(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|slot| matches!(slot.state, SlotState::Unsent))
+    }
+
     pub(crate) fn decision(&self) -> Option<Decision> {
         self.decision
     }
