@@ -88,7 +88,7 @@ type LossWatch = Pin<Box<dyn Future<Output = Option<ExtendError>> + Send>>;
 
 /// Releases `lock` and resolves once the release round is over.
 fn release(lock: KeptLock) -> ReleaseFuture {
-    Box::pin(async move {
+    ReleaseFuture::new(async move {
         lock.release().await;
     })
 }
@@ -282,7 +282,7 @@ where
         } = self;
         loop {
             if let Some(pending) = releasing {
-                ready!(pending.release.as_mut().poll(cx));
+                ready!(Pin::new(&mut pending.release).poll(cx));
                 let last = pending.last.take();
                 *releasing = None;
                 *phase = Phase::Finished;

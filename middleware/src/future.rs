@@ -195,7 +195,7 @@ where
                     }
                 }
                 StateProj::Releasing { release, then } => {
-                    ready!(release.as_mut().poll(cx));
+                    ready!(Pin::new(release).poll(cx));
                     let then = then.take();
                     self.as_mut().project().state.set(State::Done);
                     return match then {

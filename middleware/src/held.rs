@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use quorumlock::proto::{ExtendError, Instant, Lease, Released};
@@ -169,8 +170,38 @@ impl HeldLock {
     }
 }
 
-/// A release in progress, resolving once its round is over.
-pub(crate) type ReleaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A release in progress, resolving once its round is over. Dropped before that (the client
+/// went away while the response waited for it), it finishes in the background, so a cancelled
+/// request never leaves its keys to expire.
+pub(crate) struct ReleaseFuture(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl ReleaseFuture {
+    pub(crate) fn new(release: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Some(Box::pin(release)))
+    }
+}
+
+impl Future for ReleaseFuture {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(release) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        ready!(release.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(())
+    }
+}
+
+impl Drop for ReleaseFuture {
+    fn drop(&mut self) {
+        if let (Some(release), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(release);
+        }
+    }
+}
 
 /// The layer's side of a request's lock.
 ///
@@ -265,7 +296,7 @@ impl RequestLock {
     /// Releases the lock; the future resolves once the release round is over.
     pub(crate) fn release(mut self) -> ReleaseFuture {
         self.armed = false;
-        Box::pin(release(self.shared.clone()))
+        ReleaseFuture::new(release(self.shared.clone()))
     }
 }
 

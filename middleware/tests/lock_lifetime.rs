@@ -506,3 +506,31 @@ async fn requests_without_a_key_pass_unlocked() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_response_dropped_while_its_lock_is_released_still_releases() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        let (service, mut probe) = probe(|_| Response::new(Full::new(Bytes::from_static(b"done"))));
+        let mut pending = Box::pin(
+            layer(&nodes)
+                .layer(service)
+                .oneshot(get("/?resource_id=cancelled")),
+        );
+        // Drive the response future until the handler has answered: from then on it waits for
+        // the release round, and is not polled again.
+        let held = tokio::select! {
+            biased;
+            held = probe.next_lock() => held.unwrap(),
+            _ = &mut pending => panic!("answered before the test could cancel it"),
+        };
+        assert!(!held.is_released());
+        // The client goes away: the server drops the response future mid-release.
+        drop(pending);
+        soon("the release", held.released())
+            .await
+            .expect("the release did not run to its end");
+        nodes.assert_free("test:cancelled").await;
+    })
+    .await;
+}
