@@ -41,10 +41,16 @@ pub struct ClientSpec {
 }
 
 /// Every client, in table order: the floor first, then quorumlock, then the peers.
-pub const CLIENTS: [ClientSpec; 7] = [
+pub const CLIENTS: [ClientSpec; 8] = [
     ClientSpec {
         id: "raw",
         label: "raw floor (redis-rs)",
+        runner: Runner::Rust,
+        contends: false,
+    },
+    ClientSpec {
+        id: "raw-mt",
+        label: "raw floor (redis-rs), multi-thread",
         runner: Runner::Rust,
         contends: false,
     },

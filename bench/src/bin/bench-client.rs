@@ -63,13 +63,8 @@ fn run(client: &str, params: &Params) -> Result<(), String> {
         }
         "quorumlock-mt" => {
             let locker = Quorumlock::new(urls, ttl, delay, jitter)?;
-            let runtime = Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
             run_async(
-                runtime,
+                multi_thread()?,
                 locker,
                 params,
                 format!("tokio multi-thread, 2 workers; {retry}"),
@@ -84,16 +79,15 @@ fn run(client: &str, params: &Params) -> Result<(), String> {
                 format!("tokio current-thread; {upto}"),
             )
         }
-        "raw" => {
-            let runtime = current_thread()?;
+        "raw" | "raw-mt" => {
+            let (runtime, settings) = if client == "raw" {
+                (current_thread()?, "tokio current-thread; no retries")
+            } else {
+                (multi_thread()?, "tokio multi-thread, 2 workers; no retries")
+            };
             let token_prefix = u64::from(std::process::id()) << 32 | u64::from(clock_nanos());
             let locker = runtime.block_on(RawFloor::connect(urls, ttl, token_prefix))?;
-            run_async(
-                runtime,
-                locker,
-                params,
-                "tokio current-thread; no retries".to_owned(),
-            )
+            run_async(runtime, locker, params, settings.to_owned())
         }
         "redlock-rs" => {
             let locker = RedlockRs::new(urls, ttl, max_pause);
@@ -109,6 +103,16 @@ fn clock_nanos() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|since| since.subsec_nanos())
         .unwrap_or(0)
+}
+
+/// The multi-thread runtime both multi-thread rows use: one worker per core of the machine the
+/// figures are quoted for.
+fn multi_thread() -> Result<Runtime, String> {
+    Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn current_thread() -> Result<Runtime, String> {

@@ -39,7 +39,7 @@ struct Cli {
     /// Node counts, in order.
     #[arg(long, value_delimiter = ',', default_value = "3,5")]
     nodes: Vec<usize>,
-    /// Only these clients (ids: raw, quorumlock, quorumlock-mt, rslock, redlock-rs,
+    /// Only these clients (ids: raw, raw-mt, quorumlock, quorumlock-mt, rslock, redlock-rs,
     /// quorumlock-npm, npm-redlock).
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<String>>,
