@@ -70,8 +70,8 @@ impl ReleaseSignals {
         }
     }
 
-    /// A lock held under `token` was released by this client: every node has answered, so a
-    /// waiter can go at once.
+    /// A lock held under `token` was released by this client: a quorum of nodes has answered,
+    /// so a waiter can go at once.
     pub(crate) fn released(&self, resources: &[String], token: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if self.subscriptions.load(Ordering::Acquire) == 0 {

@@ -23,7 +23,8 @@ pub(crate) type Classify = fn(&Reply) -> Vote;
 pub(crate) enum Policy {
     /// As soon as a quorum said yes, or enough nodes said anything else that it cannot.
     Quorum,
-    /// Only once every node answered or timed out (release: every node must be asked to the end).
+    /// Only once every node answered or timed out (release: every node must be asked to the end,
+    /// even after its outcome was given at a quorum).
     All,
 }
 
