@@ -63,6 +63,8 @@ class Operation {
     this.resolve = null;
     this.reject = null;
     this.dispose = null;
+    /** Settled: its promise has its value, and what runs now is its tail. */
+    this.settled = false;
   }
 }
 
@@ -159,6 +161,10 @@ export class Engine {
   #executors;
   #ops = [];
   #deadlines;
+  /** Operations past their outcome that still await slower nodes. */
+  #tails = 0;
+  /** Resolvers of `flush()` calls waiting for the tails to end. */
+  #flushed = [];
 
   constructor(executors, settings) {
     this.#executors = executors;
@@ -202,6 +208,16 @@ export class Engine {
   /** Deletes `held`'s keys. Resolves with `[clean, report]`; never rejects. */
   release(held) {
     return this.#start(new Operation(this.#core.release(held)));
+  }
+
+  /**
+   * Resolves once no operation is left running past its outcome: every release has heard from
+   * its slower nodes (or given up on them at their deadline), including the `EVAL` resent to a
+   * node that answered `NOSCRIPT`.
+   */
+  flush() {
+    if (this.#tails === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#flushed.push(resolve));
   }
 
   #start(op) {
@@ -257,7 +273,11 @@ export class Engine {
     this.#advance(id, this.#core.reply(id, ticket, server ? SERVER_ERROR : IO_ERROR, 0, message));
   }
 
-  /** Acts on what the core answered for operation `id`. */
+  /**
+   * Acts on what the core answered for operation `id`. Once it has its outcome, the promise
+   * settles at once; an operation that still awaits slower nodes (a release decided by a
+   * quorum) then goes on as a tail, off the caller's path, until the core is done with it.
+   */
   #advance(id, code) {
     if (code === IGNORED) return;
     const op = this.#ops[id];
@@ -266,10 +286,24 @@ export class Engine {
       return;
     }
     this.#deadlines.remove(op);
-    this.#ops[id] = undefined;
-    op.dispose?.();
     const value = this.#core.finish(id);
-    if (code === DONE) op.resolve(value);
-    else if (code === FAILED) op.reject(toError(value));
+    if (!op.settled) {
+      op.settled = true;
+      op.dispose?.();
+      op.dispose = null;
+      if (code === DONE) op.resolve(value);
+      else if (code === FAILED) op.reject(toError(value));
+      // The tail, if any: its first step sends what it still has to (a resent `EVAL`).
+      const next = this.#core.step(id);
+      if (next !== IGNORED) {
+        this.#tails += 1;
+        this.#advance(id, next);
+        return;
+      }
+    } else {
+      this.#tails -= 1;
+      if (this.#tails === 0) for (const resolve of this.#flushed.splice(0)) resolve();
+    }
+    this.#ops[id] = undefined;
   }
 }

@@ -59,6 +59,19 @@ export class Redlock {
   }
 
   /**
+   * Resolves once the work this client left running after a release settled is done. A
+   * release settles as soon as a quorum of nodes has answered; the deletions sent to the slower
+   * nodes carry on until each answers or reaches its request timeout, and a node that lost its
+   * scripts (`NOSCRIPT`) is sent the script source then. Call it before the process exits or
+   * the executors' connections are closed, so that no node keeps the keys until their TTL, or
+   * in a test before looking at the nodes' keys. Never rejects; work started while it waits
+   * may or may not be waited for.
+   */
+  flush() {
+    return this.#engine.flush();
+  }
+
+  /**
    * Runs `routine(signal, lock)` while holding a lock on `resources`, extending it half-way
    * through each validity window. If an extension fails, `signal` aborts with a
    * `LockLostError`, and once the routine settles `using` rejects with that error (or with the

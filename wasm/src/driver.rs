@@ -135,6 +135,9 @@ pub(crate) fn reply<O: Operation>(op: &mut O, io: &mut Io, ticket: u32, reply: R
 
 /// Runs `op` until it needs to wait or has its outcome, following the driving contract of
 /// [`Operation`]: send everything, check for the outcome, handle a deadline already passed.
+///
+/// With the outcome, the requests the operation still awaits stay in flight when it has a tail
+/// (see [`step_tail`]); otherwise they are forgotten.
 pub(crate) fn step<O: Operation>(
     op: &mut O,
     io: &mut Io,
@@ -144,37 +147,83 @@ pub(crate) fn step<O: Operation>(
     clock: &Clock,
 ) -> Stepped<O::Output> {
     loop {
-        while let Some(transmit) = op.poll_transmit() {
-            let number = io.number(transport, id, transmit.command);
-            let ticket = tickets.next();
-            io.in_flight.push(Sent {
-                ticket,
-                node: transmit.node,
-                request: transmit.request,
-            });
-            let node = u32::try_from(transmit.node.index()).unwrap_or(u32::MAX);
-            transport.send(id, node, ticket, number);
-        }
+        send_all(op, io, id, transport, tickets);
         if let Some(outcome) = op.poll_outcome() {
-            io.forget();
+            if op.poll_timeout().is_none() {
+                io.forget();
+            }
             return Stepped::Done(outcome);
         }
-        io.in_flight
-            .retain(|sent| op.is_awaiting(sent.node, sent.request));
-        match op.poll_timeout() {
-            Some(deadline) => {
-                let now = host::now();
-                if deadline <= now {
-                    op.handle_timeout(now);
-                    continue;
-                }
-                io.deadline = Some(deadline);
-                return Stepped::Waiting(clock.to_ms(deadline));
+        if let Some(at) = wait(op, io, clock) {
+            return Stepped::Waiting(at);
+        }
+    }
+}
+
+/// Runs `op`, which has given its outcome, past it: the requests it still wants answered (a
+/// release's slower nodes, and the `EVAL` it resends to one that answers `NOSCRIPT`). Returns
+/// the `performance.now()` reading it waits until, or `None` once it has nothing left to wait
+/// for and is over.
+pub(crate) fn step_tail<O: Operation>(
+    op: &mut O,
+    io: &mut Io,
+    id: u32,
+    transport: &Transport,
+    tickets: &mut Tickets,
+    clock: &Clock,
+) -> Option<f64> {
+    loop {
+        send_all(op, io, id, transport, tickets);
+        if op.poll_timeout().is_none() {
+            io.forget();
+            return None;
+        }
+        if let Some(at) = wait(op, io, clock) {
+            return Some(at);
+        }
+    }
+}
+
+/// Sends every request `op` asks for.
+fn send_all<O: Operation>(
+    op: &mut O,
+    io: &mut Io,
+    id: u32,
+    transport: &Transport,
+    tickets: &mut Tickets,
+) {
+    while let Some(transmit) = op.poll_transmit() {
+        let number = io.number(transport, id, transmit.command);
+        let ticket = tickets.next();
+        io.in_flight.push(Sent {
+            ticket,
+            node: transmit.node,
+            request: transmit.request,
+        });
+        let node = u32::try_from(transmit.node.index()).unwrap_or(u32::MAX);
+        transport.send(id, node, ticket, number);
+    }
+}
+
+/// Forgets the requests `op` no longer awaits and works out what it waits for next: the
+/// `performance.now()` reading of its deadline (`+∞`: a reply only). A deadline that has
+/// already passed is handled at once, and then `None` says to run `op` again.
+fn wait<O: Operation>(op: &mut O, io: &mut Io, clock: &Clock) -> Option<f64> {
+    io.in_flight
+        .retain(|sent| op.is_awaiting(sent.node, sent.request));
+    match op.poll_timeout() {
+        Some(deadline) => {
+            let now = host::now();
+            if deadline <= now {
+                op.handle_timeout(now);
+                return None;
             }
-            None => {
-                io.deadline = None;
-                return Stepped::Waiting(f64::INFINITY);
-            }
+            io.deadline = Some(deadline);
+            Some(clock.to_ms(deadline))
+        }
+        None => {
+            io.deadline = None;
+            Some(f64::INFINITY)
         }
     }
 }

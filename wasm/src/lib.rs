@@ -56,8 +56,12 @@ enum Task {
     Abort(Release),
     Extend(Box<Extend>, Config, Rc<RefCell<HeldState>>),
     Release(Release),
-    /// Over; `finish` hands out the value.
-    Finished(Result<JsValue, JsValue>),
+    /// Over; `finish` hands out the value. A release (or an abort's) that still awaits slower
+    /// nodes comes along, to become a [`Task::Tail`] then.
+    Finished(Result<JsValue, JsValue>, Option<Release>),
+    /// A release whose outcome was handed out, finishing the requests it still wants answered
+    /// (see [`Release`]). Driven like any operation until it answers `DONE`.
+    Tail(Release),
 }
 
 #[wasm_bindgen]
@@ -179,9 +183,11 @@ impl RedlockCore {
         let reply = reply::decode(tag, number, text);
         self.advance(id, |task, io| match task {
             Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply),
-            Task::Abort(op) | Task::Release(op) => driver::reply(op, io, ticket, reply),
+            Task::Abort(op) | Task::Release(op) | Task::Tail(op) => {
+                driver::reply(op, io, ticket, reply)
+            }
             Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply),
-            Task::Finished(_) => {}
+            Task::Finished(..) => {}
         })
     }
 
@@ -199,9 +205,9 @@ impl RedlockCore {
             let now = host::now();
             match task {
                 Task::Acquire(op, _) => op.handle_timeout(now),
-                Task::Abort(op) | Task::Release(op) => op.handle_timeout(now),
+                Task::Abort(op) | Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
                 Task::Extend(op, _, _) => op.handle_timeout(now),
-                Task::Finished(_) => {}
+                Task::Finished(..) => {}
             }
         })
     }
@@ -222,31 +228,34 @@ impl RedlockCore {
         self.step(id)
     }
 
-    /// The result of finished operation `id`, which is then forgotten: a [`HeldLock`] for an
-    /// acquire, `true` for an extension, `[clean, report]` for a release, or
-    /// `[code, message, report, retryAfterMs]` for a failure. `undefined` for no such
-    /// operation.
+    /// The result of finished operation `id`: a [`HeldLock`] for an acquire, `true` for an
+    /// extension, `[clean, report]` for a release, or `[code, message, report, retryAfterMs]`
+    /// for a failure; `undefined` for no such operation. The operation is then forgotten,
+    /// unless it still awaits slower nodes (a release, or the clean-up of an aborted acquire,
+    /// decided by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies
+    /// and deadlines like any operation until it answers `-1`, and finishes once more
+    /// (`undefined`). Calling [`RedlockCore::step`] right after this tells which: `-3` when the
+    /// operation is gone.
     pub fn finish(&mut self, id: u32) -> JsValue {
         let Some(slot) = self.slots.get_mut(id as usize) else {
             return JsValue::UNDEFINED;
         };
-        if !matches!(
-            slot,
-            Some(Slot {
-                task: Task::Finished(_),
-                ..
-            })
-        ) {
-            return JsValue::UNDEFINED;
-        }
-        let Some(Slot {
-            task: Task::Finished(result),
-            ..
-        }) = slot.take()
-        else {
+        let Some(Slot { task, .. }) = slot else {
             return JsValue::UNDEFINED;
         };
-        self.free.push(id);
+        if !matches!(task, Task::Finished(..)) {
+            return JsValue::UNDEFINED;
+        }
+        let Task::Finished(result, tail) = std::mem::replace(task, finished_placeholder()) else {
+            return JsValue::UNDEFINED;
+        };
+        match tail {
+            Some(release) => *task = Task::Tail(release),
+            None => {
+                *slot = None;
+                self.free.push(id);
+            }
+        }
         match result {
             Ok(value) | Err(value) => value,
         }
@@ -286,7 +295,11 @@ impl RedlockCore {
         event(&mut slot.task, &mut slot.io);
         let io = &mut slot.io;
         let finished = match &mut slot.task {
-            Task::Finished(_) => return status::IGNORED,
+            Task::Finished(..) => return status::IGNORED,
+            Task::Tail(op) => match driver::step_tail(op, io, id, transport, tickets, clock) {
+                Some(at) => return at,
+                None => Ok(JsValue::UNDEFINED),
+            },
             Task::Acquire(op, config) => {
                 match driver::step(&mut **op, io, id, transport, tickets, clock) {
                     Stepped::Waiting(at) => return at,
@@ -325,9 +338,19 @@ impl RedlockCore {
         } else {
             status::FAILED
         };
-        slot.task = Task::Finished(finished);
+        // A release decided by a quorum may still await slower nodes: it stays for its tail.
+        let tail = match std::mem::replace(&mut slot.task, finished_placeholder()) {
+            Task::Abort(op) | Task::Release(op) if op.poll_timeout().is_some() => Some(op),
+            _ => None,
+        };
+        slot.task = Task::Finished(finished, tail);
         code
     }
+}
+
+/// What a task is left as while its parts are moved out.
+fn finished_placeholder() -> Task {
+    Task::Finished(Ok(JsValue::UNDEFINED), None)
 }
 
 fn acquire_failure(error: &AcquireError) -> JsValue {

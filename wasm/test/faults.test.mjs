@@ -2,8 +2,9 @@
 // sockets, with five and three real Redis nodes.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { quorumlock } from './support/package.mjs';
+import { packageDir, quorumlock } from './support/package.mjs';
 import { nodeSocket, startCluster } from './support/redis.mjs';
 
 const { Redlock, respExecutor, QuorumError } = quorumlock;
@@ -56,7 +57,8 @@ describe('five nodes, some of them down', () => {
     } else {
       assert.equal(released.report[4].status, 'no-answer');
     }
-    await eventually(async () => (await cluster.values('jobs:1')).slice(0, 4).every((value) => value === null));
+    await redlock.flush();
+    assert.deepEqual((await cluster.values('jobs:1')).slice(0, 4), [null, null, null, null]);
   });
 
   test('majority down: no quorum, and nothing is left locked on the live nodes', async () => {
@@ -119,9 +121,14 @@ describe('three nodes, misbehaving executors', () => {
     const oneSilent = new Redlock([executors[0], hangs, executors[2]], { retryCount: 0, requestTimeout: 300 });
     const lock = await oneSilent.acquire('odd:3', 2000);
     assert.equal(lock.report[1].status, 'no-answer');
+    const releasing = performance.now();
     const released = await lock.release();
     assert.equal(released.clean, true);
     assert.equal(released.report[1].status, 'no-answer');
+    // The silent node's deletion runs on until its request timeout, and no longer.
+    await oneSilent.flush();
+    const flushed = performance.now() - releasing;
+    assert.ok(flushed >= 290 && flushed < 2000, `flushed after ${flushed} ms`);
     // Two silent nodes: no quorum, decided by the request timeout.
     const twoSilent = new Redlock([executors[0], hangs, hangs], { retryCount: 0, requestTimeout: 300 });
     const error = await twoSilent.acquire('odd:3b', 2000).catch((e) => e);
@@ -155,7 +162,39 @@ describe('three nodes, misbehaving executors', () => {
     const lock = await redlock.acquire(['odd:5', 'odd:6'], 5000);
     assert.ok(sent.includes('EVALSHA') && sent.includes('EVAL'), `sent ${sent}`);
     await lock.release();
+    await redlock.flush();
     assert.deepEqual(await cluster.values('odd:6'), [null, null, null]);
+  });
+
+  test('a slower node that lost its scripts gets the release as EVAL after the outcome', async () => {
+    const sent = [[], [], []];
+    const recording = executors.map((executor, index) => (command) => {
+      sent[index].push(command[0]);
+      return executor(command);
+    });
+    const redlock = new Redlock(recording, { retryCount: 0, requestTimeout: 2000 });
+    // One key: a plain SET, which needs no script on any node.
+    const lock = await redlock.acquire('odd:9', 5000);
+    // The acquire is decided by a quorum: wait for the third node's key too.
+    await eventually(async () => (await cluster.values('odd:9')).every((value) => value === lock.value));
+    await cluster.command(2, 'SCRIPT', 'FLUSH');
+    for (const commands of sent) commands.length = 0;
+    cluster.pause(2);
+    let released;
+    try {
+      // Decided by the other two while node 2 is paused, its EVALSHA unanswered.
+      released = await lock.release();
+    } finally {
+      cluster.resume(2);
+    }
+    assert.deepEqual(statuses(released.report), ['granted', 'granted', 'no-answer']);
+    assert.equal(released.clean, true);
+    // Node 2 answers NOSCRIPT once resumed; the release, still running, resends it as EVAL.
+    await redlock.flush();
+    assert.deepEqual(sent[2], ['EVALSHA', 'EVAL']);
+    assert.deepEqual(await cluster.values('odd:9'), [null, null, null]);
+    // Nothing is left running: a second flush resolves at once.
+    await redlock.flush();
   });
 
   test('the db option selects the database; a refused AUTH is a failed vote', async () => {
@@ -179,4 +218,29 @@ describe('three nodes, misbehaving executors', () => {
       for (const executor of [...inDb1, ...badAuth]) executor.close();
     }
   });
+});
+
+test('a release still waiting on a silent node keeps the process alive until its request timeout only', async () => {
+  // Executors answer in memory: SET grants, the release script deletes; node 2 never answers.
+  const script = `
+    const { Redlock } = await import(${JSON.stringify(new URL('node.mjs', packageDir).href)});
+    const answer = (command) => Promise.resolve(command[0] === 'SET' ? 'OK' : 1);
+    const redlock = new Redlock([answer, answer, () => new Promise(() => {})], { retryCount: 0, requestTimeout: 400 });
+    const lock = await redlock.acquire('tail:exit', 60_000);
+    const start = performance.now();
+    const { report } = await lock.release();
+    console.log(report[2].status, Math.round(performance.now() - start));
+    process.on('exit', () => console.log(Math.round(performance.now() - start)));
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0);
+  const [status, settled, exited] = output.trim().split(/\s+/);
+  assert.equal(status, 'no-answer');
+  assert.ok(Number(settled) < 300, `the release settled after ${settled} ms`);
+  assert.ok(Number(exited) >= 390 && Number(exited) < 3000, `the process exited after ${exited} ms`);
 });

@@ -37,6 +37,7 @@ describe('@upstash/redis', () => {
     await lock.extend(10_000);
     assert.ok(lock.validity > 9000);
     assert.equal((await lock.release()).clean, true);
+    await redlock.flush();
     assert.deepEqual(await cluster.values('edge:1'), [null, null, null]);
   });
 

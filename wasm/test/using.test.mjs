@@ -40,6 +40,7 @@ describe('using', () => {
       return 'done';
     });
     assert.equal(value, 'done');
+    await patient.flush();
     assert.deepEqual(await cluster.values('report:daily'), [null, null, null]);
   });
 
@@ -69,6 +70,7 @@ describe('using', () => {
       }),
       (error) => error === failure,
     );
+    await redlock.flush();
     assert.deepEqual(await cluster.values('report:a'), [null, null, null]);
   });
 

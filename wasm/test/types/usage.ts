@@ -23,6 +23,7 @@ async function main(): Promise<void> {
   const remaining: number = lock.remaining();
   await lock.extend(5000);
   const { clean } = await lock.release();
+  await redlock.flush();
 
   const total: number = await redlock.using('r', 5000, async (signal: AbortSignal, held: Lock) => {
     if (signal.aborted) throw signal.reason;

@@ -18,6 +18,8 @@ const routes = {
     await lock.extend(8000);
     const multi = await redlock.acquire(['worker:a', 'worker:b'], 5000);
     const released = [await multi.release(), await lock.release()];
+    // The slower nodes' deletions, before the executors close.
+    await redlock.flush();
     return {
       value: lock.value,
       extensions: lock.extensions,
@@ -39,10 +41,12 @@ const routes = {
   // `using` with automatic extension across more than two TTLs.
   async using(redlock, executors) {
     const patient = new Redlock(executors, { retryCount: 0, requestTimeout: 300 });
-    return patient.using('worker:using', 1000, async (signal, lock) => {
+    const result = await patient.using('worker:using', 1000, async (signal, lock) => {
       await new Promise((resolve) => setTimeout(resolve, 2600));
       return { aborted: signal.aborted, extensions: lock.extensions };
     });
+    await patient.flush();
+    return result;
   },
 };
 
