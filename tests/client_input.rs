@@ -403,8 +403,10 @@ async fn one_garbage_node_does_not_stop_the_others() {
         let lock = redlock.try_lock("mixed").await.unwrap();
         assert_eq!(lock.report().granted_count(), 2, "{}", lock.report());
         let released = lock.release().await;
+        // The release is decided by the two real nodes; the garbage one may not be heard yet.
+        let garbage = status(&released.report, 1);
         assert!(
-            failed_with(status(&released.report, 1), NodeErrorKind::Protocol),
+            failed_with(garbage, NodeErrorKind::Protocol) || garbage == &NodeStatus::NoAnswer,
             "{}",
             released.report
         );

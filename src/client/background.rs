@@ -1,6 +1,11 @@
 //! Work a client leaves running after its caller moved on — the slower nodes of a release, the
-//! release of a dropped guard — counted so that [`Redlock::flush`](super::Redlock::flush) can
-//! wait for it.
+//! requests a decided round no longer waits for, the release of a dropped guard — counted so
+//! that [`Redlock::flush`](super::Redlock::flush) can wait for it.
+//!
+//! Such work arms no timer of its own: on a healthy node it ends with the node's reply, and a
+//! timer per request measurably slows every lock on a busy client. A node that stopped
+//! answering is caught by the rounds that follow (their deadlines make the node replace its
+//! connection), and that, like a flush that waited long enough, abandons the work.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +18,7 @@ use tokio::sync::Notify;
 pub(crate) struct Background {
     running: AtomicUsize,
     idle: Notify,
+    abandon: Notify,
 }
 
 impl Background {
@@ -27,6 +33,16 @@ impl Background {
             let _done = done;
             task.await;
         });
+    }
+
+    /// Tells every task waiting in [`abandoned`](Self::abandoned) to give up.
+    pub(crate) fn abandon(&self) {
+        self.abandon.notify_waiters();
+    }
+
+    /// Resolves at the next [`abandon`](Self::abandon) after its first poll.
+    pub(crate) async fn abandoned(&self) {
+        self.abandon.notified().await;
     }
 
     /// Resolves once no counted task is running.

@@ -199,24 +199,16 @@ where
     });
 }
 
-/// Drives an operation past its outcome until it has nothing left in flight.
+/// Drives an operation past its outcome until it has nothing left in flight, or until the
+/// client abandons background work (see [`Background`](super::background::Background)).
 async fn drive_tail<O: Operation>(set: &Arc<NodeSet>, mut op: O, mut in_flight: Vec<InFlight>) {
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let abandoned = set.background.abandoned();
+    tokio::pin!(abandoned);
     loop {
         send_all(&set.nodes, &mut op, &mut in_flight);
         prune(set, &op, &mut in_flight);
-        let Some(deadline) = op.poll_timeout() else {
+        if in_flight.is_empty() {
             return;
-        };
-        let now = clock::now();
-        if deadline <= now {
-            op.handle_timeout(now);
-            continue;
-        }
-        let deadline = tokio::time::Instant::from_std(deadline);
-        match &mut timer {
-            Some(sleep) => sleep.as_mut().reset(deadline),
-            None => timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
         let event = poll_fn(|cx| {
             for (index, request) in in_flight.iter_mut().enumerate() {
@@ -224,19 +216,14 @@ async fn drive_tail<O: Operation>(set: &Arc<NodeSet>, mut op: O, mut in_flight: 
                     return Poll::Ready(Some((index, reply)));
                 }
             }
-            match &mut timer {
-                Some(sleep) => sleep.as_mut().poll(cx).map(|()| None),
-                None => Poll::Pending,
-            }
+            abandoned.as_mut().poll(cx).map(|()| None)
         })
         .await;
-        match event {
-            Some((index, reply)) => {
-                let done = in_flight.swap_remove(index);
-                op.handle_reply(done.node, done.request, reply, clock::now());
-            }
-            None => op.handle_timeout(clock::now()),
-        }
+        let Some((index, reply)) = event else {
+            return;
+        };
+        let done = in_flight.swap_remove(index);
+        op.handle_reply(done.node, done.request, reply, clock::now());
     }
 }
 
@@ -281,8 +268,10 @@ fn prune<O: Operation>(set: &Arc<NodeSet>, op: &O, in_flight: &mut Vec<InFlight>
 /// and it replaces a connection that may be half-open). One still within its deadline — the
 /// round was decided by a faster quorum — must still reach its node, or the lock would be held
 /// on a bare quorum that the loss of one more node breaks: it runs on in the background until
-/// its deadline. A late SET that lands after a failed attempt's clean-up release is the same
-/// risk as one already on the wire; the key expires with its TTL.
+/// the node answers, or the client abandons background work (see
+/// [`Background`](super::background::Background)). A late SET that lands after a failed
+/// attempt's clean-up release is the same risk as one already on the wire; the key expires
+/// with its TTL.
 fn let_go(set: &Arc<NodeSet>, mut request: InFlight, now: Instant) {
     let Some(node) = set.nodes.get(request.node.index()) else {
         return;
@@ -302,14 +291,11 @@ fn let_go(set: &Arc<NodeSet>, mut request: InFlight, now: Instant) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let node = node.clone();
-    let deadline = tokio::time::Instant::from_std(request.deadline);
+    let background = Arc::clone(&set.background);
     set.background.spawn(&runtime, async move {
-        if tokio::time::timeout_at(deadline, request.reply)
-            .await
-            .is_err()
-        {
-            node.note_timeout();
+        tokio::select! {
+            _ = request.reply => {}
+            () = background.abandoned() => {}
         }
     });
 }

@@ -44,6 +44,7 @@ pub use lock::Lock;
 pub use request::LockRequest;
 pub use with_lock::LockContext;
 
+use background::Background;
 use node::{Node, NodeSet};
 use release_signals::ReleaseSignals;
 
@@ -179,11 +180,19 @@ impl RedlockBuilder {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let background = Arc::new(Background::default());
         let nodes = Arc::new(NodeSet::new(
             clients
                 .iter()
-                .map(|client| Node::new(client.clone(), connection_config.clone()))
+                .map(|client| {
+                    Node::new(
+                        client.clone(),
+                        connection_config.clone(),
+                        background.clone(),
+                    )
+                })
                 .collect(),
+            background,
         ));
         let quorum = config.quorum();
         Ok(Redlock {

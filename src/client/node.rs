@@ -20,8 +20,16 @@ use super::background::Background;
 pub(crate) struct Node(Arc<NodeState>);
 
 impl Node {
-    pub(crate) fn new(client: Client, connection_config: AsyncConnectionConfig) -> Self {
-        Self(Arc::new(NodeState::new(client, connection_config)))
+    pub(crate) fn new(
+        client: Client,
+        connection_config: AsyncConnectionConfig,
+        background: Arc<Background>,
+    ) -> Self {
+        Self(Arc::new(NodeState::new(
+            client,
+            connection_config,
+            background,
+        )))
     }
 
     /// Sends one command and turns whatever happens into a [`Reply`]; never fails otherwise.
@@ -45,18 +53,23 @@ pub(crate) struct NodeSet {
 }
 
 impl NodeSet {
-    pub(crate) fn new(nodes: Box<[Node]>) -> Self {
-        Self {
-            nodes,
-            background: Arc::default(),
-        }
+    pub(crate) fn new(nodes: Box<[Node]>, background: Arc<Background>) -> Self {
+        Self { nodes, background }
     }
 
-    /// Waits for the background work, then until every request already written to a
-    /// connected node has been processed there (a node answers in order, so its answer to one
-    /// `PING` sent now comes after them), each node for at most `timeout`.
+    /// Waits for the background work, for at most twice `timeout` (a request and its one
+    /// resend) before abandoning what is left (requests to a node that stopped answering),
+    /// then until every request already written to a connected node has been processed there
+    /// (a node answers in order, so its answer to one `PING` sent now comes after them), each
+    /// node for at most `timeout`.
     pub(crate) async fn flush(&self, timeout: Duration) {
-        self.background.idle().await;
+        if tokio::time::timeout(timeout.saturating_mul(2), self.background.idle())
+            .await
+            .is_err()
+        {
+            self.background.abandon();
+            self.background.idle().await;
+        }
         let pings = self.nodes.iter().map(|node| node.0.ping(timeout));
         futures_util::future::join_all(pings).await;
     }
@@ -72,6 +85,8 @@ struct NodeState {
     attempts: AtomicU64,
     /// Requests that timed out since the node last answered anything.
     silent_timeouts: AtomicU32,
+    /// The client's background work; told to give up when the connection is presumed dead.
+    background: Arc<Background>,
 }
 
 /// Timeouts in a row after which the connection is presumed half-open and replaced. A paused or
@@ -90,8 +105,13 @@ struct LastAttempt {
 }
 
 impl NodeState {
-    fn new(client: Client, connection_config: AsyncConnectionConfig) -> Self {
+    fn new(
+        client: Client,
+        connection_config: AsyncConnectionConfig,
+        background: Arc<Background>,
+    ) -> Self {
         Self {
+            background,
             client,
             connection_config,
             current: Mutex::new(None),
@@ -110,6 +130,8 @@ impl NodeState {
             if let Ok(mut slot) = self.current.lock() {
                 *slot = None;
             }
+            // Background work waiting on the old connection would wait forever.
+            self.background.abandon();
         }
     }
 
