@@ -68,6 +68,29 @@ async fn dropping_a_kept_lock_releases_it() {
     .await;
 }
 
+/// A flush right after dropping a kept lock waits for its release: the count is taken at the
+/// drop, before the background task has even run.
+#[tokio::test]
+async fn a_flush_right_after_dropping_a_kept_lock_waits_for_its_release() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let kept = redlock.lock("flushed").await.unwrap().keep_alive();
+        let status = kept.status().clone();
+        drop(kept);
+        redlock.flush().await;
+        assert!(status.is_released(), "flush returned before the release");
+        for url in &urls {
+            assert!(!common::exists(url, "flushed").await, "still held on {url}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_kept_lock_whose_keys_vanish_is_lost() {
     let cluster = RedisCluster::start(3).unwrap();

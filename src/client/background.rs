@@ -35,6 +35,12 @@ impl Background {
         });
     }
 
+    /// Counts work done in a task of its own (one not spawned here) until the guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>) -> Done {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Done(Arc::clone(self))
+    }
+
     /// Tells every task waiting in [`abandoned`](Self::abandoned) to give up.
     pub(crate) fn abandon(&self) {
         self.abandon.notify_waiters();
@@ -62,7 +68,8 @@ impl Background {
 
 /// Uncounts its task when dropped: when the task ends, or when a runtime shutting down drops
 /// it unfinished.
-struct Done(Arc<Background>);
+#[derive(Debug)]
+pub(crate) struct Done(Arc<Background>);
 
 impl Drop for Done {
     fn drop(&mut self) {

@@ -9,7 +9,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::proto::{ExtendError, Instant, Lease, Released, Token};
 
-use super::{clock, Lock};
+use super::background::Done;
+use super::{clock, Lock, Redlock};
 
 /// Where a kept lock is in its life.
 #[derive(Debug, Clone)]
@@ -59,10 +60,12 @@ impl Lock {
             state: receiver,
         };
         let (stop, stopped) = oneshot::channel();
+        let redlock = self.redlock().clone();
         tokio::spawn(keep(self, sender, stopped));
         KeptLock {
             status,
             stop: Some(stop),
+            redlock,
         }
     }
 }
@@ -73,11 +76,27 @@ impl Lock {
 #[must_use = "dropping a kept lock releases it at once"]
 pub struct KeptLock {
     status: LockStatus,
-    /// Dropping the sender is the stop signal; nothing is ever sent.
-    stop: Option<oneshot::Sender<()>>,
+    /// The stop signal. It carries the count of the release as background work, taken at the
+    /// moment of the stop, so that a flush right after dropping the lock waits for it.
+    stop: Option<oneshot::Sender<Done>>,
+    redlock: Redlock,
+}
+
+impl Drop for KeptLock {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl KeptLock {
+    /// Tells the task to stop extending and release.
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // The task may be gone (its runtime shut down); then nothing is left to count.
+            let _ = stop.send(self.redlock.background_work());
+        }
+    }
+
     /// A view of the lock that can be cloned into other tasks (or request extensions) to read
     /// the current lease and to watch for loss.
     pub fn status(&self) -> &LockStatus {
@@ -89,7 +108,7 @@ impl KeptLock {
     /// loss. `None` only if the background task was cancelled, which happens when its runtime
     /// shuts down.
     pub async fn release(mut self) -> Option<Released> {
-        self.stop.take();
+        self.stop();
         self.status.released().await
     }
 }
@@ -189,7 +208,8 @@ impl LockStatus {
 }
 
 /// The background task: extend until stopped or lost, then release.
-async fn keep(mut lock: Lock, state: watch::Sender<State>, mut stop: oneshot::Receiver<()>) {
+async fn keep(mut lock: Lock, state: watch::Sender<State>, mut stop: oneshot::Receiver<Done>) {
+    let mut counted = None;
     {
         let extending = async {
             let mut lease = lock.lease().clone();
@@ -215,10 +235,12 @@ async fn keep(mut lock: Lock, state: watch::Sender<State>, mut stop: oneshot::Re
         // An extension round in flight when the stop comes is dropped: the release that
         // follows is compare-and-delete, so a late extension reply changes nothing.
         tokio::select! {
-            _ = &mut stop => {}
+            stopped = &mut stop => counted = stopped.ok(),
             () = extending => {}
         }
     }
+    // From here on the release is background work a flush waits for.
+    let _counted = counted.unwrap_or_else(|| lock.redlock().background_work());
     state.send_modify(|s| s.phase = Phase::Releasing);
     let latest = state.borrow().lease.clone();
     lock.set_lease(latest);

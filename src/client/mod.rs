@@ -283,8 +283,9 @@ impl Redlock {
 
     /// Waits until the work this client left running in the background is done: the slower
     /// nodes of a release (which returns once a quorum has answered), and the releases of
-    /// dropped [`Lock`] guards. Then waits until each connected node has processed every
-    /// request already sent to it, for at most the request timeout per node.
+    /// dropped [`Lock`] guards and of stopped [`KeptLock`]s. Then waits until each connected
+    /// node has processed every request already sent to it, for at most the request timeout
+    /// per node.
     ///
     /// Call it before a process exits, so that no node is left holding keys until their TTL,
     /// or in a test, before looking at the nodes' keys. Background work started while it
@@ -294,6 +295,12 @@ impl Redlock {
             .nodes
             .flush(self.shared.config.request_timeout())
             .await;
+    }
+
+    /// Counts the caller's own work as background work that [`flush`](Self::flush) waits for,
+    /// until the guard is dropped.
+    pub(crate) fn background_work(&self) -> background::Done {
+        self.shared.nodes.background.enter()
     }
 
     /// Spawns `task` as background work that [`flush`](Self::flush) waits for.
