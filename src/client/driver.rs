@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures_util::FutureExt;
+use redis::Cmd;
 use tokio::sync::futures::OwnedNotified;
 
-use crate::proto::{Instant, NodeId, Operation, Reply, RequestId};
+use crate::proto::{Command, Instant, NodeId, Operation, Reply, RequestId};
 
 use super::clock;
-use super::node::{Node, NodeSet};
+use super::node::{self, Node, NodeSet};
 use super::release_signals::{ReleaseSignals, Subscription};
 
 type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -227,8 +228,10 @@ async fn drive_tail<O: Operation>(set: &Arc<NodeSet>, mut op: O, mut in_flight: 
     }
 }
 
-/// Sends every request the operation asks for.
+/// Sends every request the operation asks for. A round sends the same command to every node,
+/// so it is turned into its redis-rs form once and shared.
 fn send_all<O: Operation>(nodes: &[Node], op: &mut O, in_flight: &mut Vec<InFlight>) {
+    let mut built: Option<(Command, Arc<Cmd>)> = None;
     while let Some(transmit) = op.poll_transmit() {
         let Some(node) = nodes.get(transmit.node.index()) else {
             // The core only addresses configured nodes; treat anything else as a dead node.
@@ -244,8 +247,20 @@ fn send_all<O: Operation>(nodes: &[Node], op: &mut O, in_flight: &mut Vec<InFlig
             node: transmit.node,
             request: transmit.request,
             deadline: transmit.deadline,
-            reply: Box::pin(node.send(transmit.command)),
+            reply: Box::pin(node.send(shared_cmd(&mut built, transmit.command))),
         });
+    }
+}
+
+/// The redis-rs form of `command`, reusing the last one built when it is the same command.
+fn shared_cmd(built: &mut Option<(Command, Arc<Cmd>)>, command: Command) -> Arc<Cmd> {
+    match built {
+        Some((last, cmd)) if *last == command => Arc::clone(cmd),
+        _ => {
+            let cmd = Arc::new(node::to_redis_cmd(&command));
+            *built = Some((command, Arc::clone(&cmd)));
+            cmd
+        }
     }
 }
 

@@ -35,7 +35,7 @@ impl Node {
     /// Sends one command and turns whatever happens into a [`Reply`]; never fails otherwise.
     /// The future holds its own handle on the node, so the driver can let it finish in the
     /// background after the round no longer needs its reply.
-    pub(crate) fn send(&self, command: Command) -> impl Future<Output = Reply> + Send + 'static {
+    pub(crate) fn send(&self, command: Arc<Cmd>) -> impl Future<Output = Reply> + Send + 'static {
         let state = Arc::clone(&self.0);
         async move { state.send(command).await }
     }
@@ -135,8 +135,7 @@ impl NodeState {
         }
     }
 
-    async fn send(&self, command: Command) -> Reply {
-        let cmd = to_redis_cmd(&command);
+    async fn send(&self, cmd: Arc<Cmd>) -> Reply {
         if let Some(cached) = self.cached() {
             match self.send_on(cached, &cmd).await {
                 // A connection that died while idle (the server restarted, an idle timeout
@@ -156,7 +155,7 @@ impl NodeState {
     }
 
     /// Sends `cmd` on a fresh or newly shared connection.
-    async fn connect_and_send(&self, cmd: Cmd) -> Reply {
+    async fn connect_and_send(&self, cmd: Arc<Cmd>) -> Reply {
         let connected = match self.connection().await {
             Ok(connected) => connected,
             Err(failure) => return failure,
@@ -241,7 +240,8 @@ impl NodeState {
     }
 }
 
-fn to_redis_cmd(command: &Command) -> Cmd {
+/// The redis-rs form of `command`, built once per round and shared by its nodes.
+pub(crate) fn to_redis_cmd(command: &Command) -> Cmd {
     // Sized up front: growing the argument and byte buffers one argument at a time costs a
     // reallocation or two per command.
     let mut bytes = 0;
