@@ -35,6 +35,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p quorumlock --no-default-features --lib -- -D warnings
 	$(CARGO) clippy -p quorumlock --features tls --lib -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p quorumlock --features test-util -p quorumlock-tower
 
 check:
 	$(CARGO) check -p quorumlock --no-default-features

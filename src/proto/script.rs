@@ -49,15 +49,16 @@ return 1
     sha1: "377c792dd259a9a7e7f4b6ba4c798544464f8373",
 };
 
-/// Prefix of the Pub/Sub channel on which [`RELEASE`] announces a released key: the channel
-/// for key `k` is `quorumlock:released:k`, and the message is the released token. Waiters in
-/// other processes subscribe to it to retry at once instead of sleeping out their delay.
+/// Prefix of the Pub/Sub channel on which the release script announces a released key: the
+/// channel for key `k` is `quorumlock:released:k`, and the message is the released token.
+/// Waiters in other processes subscribe to it to retry at once instead of sleeping out their
+/// delay.
 pub const RELEASED_CHANNEL_PREFIX: &str = "quorumlock:released:";
 
 /// Prefix of the marker a waiter leaves beside a key it found taken (`quorumlock:waiting:k`,
-/// set by [`CLEAN_UP`] with the waiter's TTL). [`RELEASE`] announces a release only when the
-/// marker exists, and reads it with the same `MGET` that reads the token: a release nobody
-/// waits for costs the two calls a plain compare-and-delete costs.
+/// set by the clean-up script with the waiter's TTL). The release script announces a release
+/// only when the marker exists, and reads it with the same `MGET` that reads the token: a
+/// release nobody waits for costs the two calls a plain compare-and-delete costs.
 pub const WAITING_MARKER_PREFIX: &str = "quorumlock:waiting:";
 
 /// The waiter markers of `keys`, in order.
