@@ -65,6 +65,9 @@ class Operation {
     this.dispose = null;
     /** Settled: its promise has its value, and what runs now is its tail. */
     this.settled = false;
+    /** Whether the core may keep it past its outcome: only a release, or the clean-up of a
+     * cancelled acquire, has a tail (see the crate's lib.rs). */
+    this.mayTail = false;
   }
 }
 
@@ -192,7 +195,9 @@ export class Engine {
       // Later, not inside the abort event: whoever aborted may be running inside the core.
       const onAbort = () =>
         queueMicrotask(() => {
-          if (this.#ops[id] === op) this.#advance(id, this.#core.cancel(id));
+          if (this.#ops[id] !== op) return;
+          op.mayTail = true;
+          this.#advance(id, this.#core.cancel(id));
         });
       signal.addEventListener('abort', onAbort, { once: true });
       op.dispose = () => signal.removeEventListener('abort', onAbort);
@@ -207,7 +212,9 @@ export class Engine {
 
   /** Deletes `held`'s keys. Resolves with `[clean, report]`; never rejects. */
   release(held) {
-    return this.#start(new Operation(this.#core.release(held)));
+    const op = new Operation(this.#core.release(held));
+    op.mayTail = true;
+    return this.#start(op);
   }
 
   /**
@@ -294,7 +301,7 @@ export class Engine {
       if (code === DONE) op.resolve(value);
       else if (code === FAILED) op.reject(toError(value));
       // The tail, if any: its first step sends what it still has to (a resent `EVAL`).
-      const next = this.#core.step(id);
+      const next = op.mayTail ? this.#core.step(id) : IGNORED;
       if (next !== IGNORED) {
         this.#tails += 1;
         this.#advance(id, next);

@@ -3,6 +3,43 @@
 import { LockReleasedError, toReport } from './errors.js';
 import { checkTtl } from './options.js';
 
+/**
+ * What `Lock#release` resolves with, from the core's `[clean, report]`: `{ clean, report }`.
+ * The report objects are built the first time `report` is read (a release's caller rarely
+ * reads them); from then on `report` is a plain data property holding them.
+ */
+export function releasedOutcome(value) {
+  const clean = value[0] === undefined ? false : value[0];
+  const encoded = value[1] === undefined ? null : value[1];
+  let report;
+  let built = false;
+  const outcome = {
+    clean,
+    get report() {
+      if (!built) settle(toReport(encoded));
+      return report;
+    },
+    set report(value) {
+      settle(value);
+    },
+  };
+  // Once built (or assigned), `report` becomes the data property an eager outcome has.
+  const settle = (value) => {
+    report = value;
+    built = true;
+    Reflect.defineProperty(outcome, 'report', { value, writable: true, enumerable: true, configurable: true });
+  };
+  return outcome;
+}
+
+function releaseNow(engine, held) {
+  try {
+    return engine.release(held).then(releasedOutcome);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 /** Milliseconds until an automatic extension is due; for `Redlock#using` only. */
 export const RENEW_IN = Symbol('quorumlock.renewIn');
 
@@ -80,12 +117,13 @@ export class Lock {
    * Calling it again returns the first result.
    */
   release() {
-    this.#released ??= (async () => {
+    if (this.#released === null) {
       // An extension still in flight could set the TTL again after the delete: let it finish.
-      if (this.#extending !== null) await this.#extending;
-      const [clean = false, report = null] = await this.#engine.release(this.#held);
-      return { clean, report: toReport(report) };
-    })();
+      this.#released =
+        this.#extending === null
+          ? releaseNow(this.#engine, this.#held)
+          : this.#extending.then(() => releaseNow(this.#engine, this.#held));
+    }
     return this.#released;
   }
 

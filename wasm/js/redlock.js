@@ -21,6 +21,12 @@ function hasAny(object) {
   return false;
 }
 
+/** Options `checkOptions` would accept and reduce to `{}`: none, or an object without keys. */
+function isEmpty(options) {
+  if (options === undefined || options === null) return true;
+  return typeof options === 'object' && !Array.isArray(options) && !hasAny(options);
+}
+
 export class Redlock {
   #engine;
   #settings;
@@ -46,10 +52,16 @@ export class Redlock {
   async acquire(resources, ttl, options = {}) {
     const names = checkResources(resources);
     checkTtl(ttl);
-    const { signal, ...retry } = checkOptions(options, ACQUIRE_OPTIONS, 'acquire options');
-    if (signal?.aborted) throw abortedError(signal);
-    // Per-call retry options: the core reads every setting again; else it uses its own.
-    const settings = hasAny(retry) ? { ...this.#settings, ...retry } : undefined;
+    let signal;
+    let settings;
+    // No options (the common call) leaves nothing to check: the core uses its own settings.
+    if (!isEmpty(options)) {
+      let retry;
+      ({ signal, ...retry } = checkOptions(options, ACQUIRE_OPTIONS, 'acquire options'));
+      if (signal?.aborted) throw abortedError(signal);
+      // Per-call retry options: the core reads every setting again; else it uses its own.
+      settings = hasAny(retry) ? { ...this.#settings, ...retry } : undefined;
+    }
     try {
       return new Lock(this.#engine, await this.#engine.acquire(names, ttl, settings, signal), names);
     } catch (error) {

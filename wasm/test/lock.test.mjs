@@ -165,6 +165,9 @@ describe('three nodes', () => {
     const lock = await viaIoredis.acquire('orders:5', 5000);
     const released = await lock.release();
     assert.equal(released.clean, true);
+    assert.deepEqual(Object.keys(released), ['clean', 'report']);
+    assert.equal(released.report, released.report);
+    assert.equal(released.report.length, 3);
     // Decided once a quorum answered: a slower node's deletion finishes in the background.
     assert.ok(holders(statuses(released.report), 'granted') >= 2);
     for (const status of statuses(released.report)) assert.ok(['granted', 'no-answer'].includes(status), status);

@@ -1,0 +1,60 @@
+// The outcome of `Lock#release` builds its report objects only when `report` is read: it must
+// look and behave exactly like the eagerly built `{ clean, report }` it replaced.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { packageDir } from './support/package.mjs';
+
+const { releasedOutcome } = await import(new URL('lock.js', packageDir));
+const { toReport } = await import(new URL('errors.js', packageDir));
+
+// What the core hands over for a release: `[clean, [numbers, details]]` (see to_js.rs).
+const cases = {
+  clean: [true, [Float64Array.from([0, 0, 1.5, 0, 0, 2, 3, 0, NaN]), null]],
+  failed: [false, [Float64Array.from([0, 0, 1, 4, 1, 0.5, 4, 3, 2]), [null, 'connection reset', 'ERR busy']]],
+  refused: [true, [Float64Array.from([1, 0, 1, 1, 0, 1, 2, 0, NaN]), null]],
+  missing: [],
+};
+
+function eager([clean = false, report = null]) {
+  return { clean, report: toReport(report) };
+}
+
+describe('release outcome', () => {
+  for (const [name, value] of Object.entries(cases)) {
+    test(`${name}: equals the eager outcome`, () => {
+      const outcome = releasedOutcome(value);
+      assert.deepStrictEqual(Object.keys(outcome), ['clean', 'report']);
+      assert.deepStrictEqual(outcome, eager(value));
+      assert.deepStrictEqual(JSON.parse(JSON.stringify(releasedOutcome(value))), JSON.parse(JSON.stringify(eager(value))));
+      assert.deepStrictEqual({ ...releasedOutcome(value) }, eager(value));
+    });
+  }
+
+  test('the report is built once and then is a plain data property', () => {
+    const outcome = releasedOutcome(cases.failed);
+    const first = outcome.report;
+    assert.equal(outcome.report, first);
+    const descriptor = Object.getOwnPropertyDescriptor(outcome, 'report');
+    assert.deepStrictEqual(descriptor, { value: first, writable: true, enumerable: true, configurable: true });
+    assert.equal(first[1].error.message, 'connection reset');
+  });
+
+  test('report can be assigned, before or after it is read', () => {
+    const before = releasedOutcome(cases.clean);
+    before.report = 'mine';
+    assert.equal(before.report, 'mine');
+    assert.deepStrictEqual({ ...before }, { clean: true, report: 'mine' });
+    const after = releasedOutcome(cases.clean);
+    void after.report;
+    after.report = null;
+    assert.equal(after.report, null);
+  });
+
+  test('a frozen outcome still reads the same report every time', () => {
+    const outcome = Object.freeze(releasedOutcome(cases.refused));
+    const report = outcome.report;
+    assert.equal(outcome.report, report);
+    assert.deepStrictEqual(report, eager(cases.refused).report);
+  });
+});
