@@ -44,10 +44,17 @@ export function parseArgs(text) {
   const args = [];
   let at = 0;
   while (at < text.length) {
-    const colon = text.indexOf(':', at);
-    const end = colon + 1 + Number(text.slice(at, colon));
-    args.push(text.slice(colon + 1, end));
-    at = end;
+    // The length's digits, read in place rather than sliced out and converted.
+    let length = 0;
+    let code = text.charCodeAt(at);
+    while (code !== 58 && at < text.length) {
+      length = length * 10 + (code - 48);
+      at += 1;
+      code = text.charCodeAt(at);
+    }
+    at += 1;
+    args.push(text.slice(at, at + length));
+    at += length;
   }
   return args;
 }

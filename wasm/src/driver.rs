@@ -5,8 +5,6 @@
 //! tells JavaScript what to wait for next. A command sent to several nodes crosses to
 //! JavaScript once, as one string, and each send after that is four numbers.
 
-use std::fmt::Write;
-
 use quorumlock::proto::{Arg, Command, Instant, NodeId, Operation, Reply, RequestId};
 
 use crate::host::{self, Clock, Transport};
@@ -96,14 +94,42 @@ fn encode(command: &Command) -> String {
             } else {
                 text.encode_utf16().count()
             };
-            let _ = write!(out, "{units}:{text}");
+            let mut digits = Decimal::default();
+            out.push_str(digits.of(units as u64));
+            out.push(':');
+            out.push_str(text);
         }
         Arg::Int(n) => {
-            let digits = n.checked_ilog10().map_or(1, |log| log + 1);
-            let _ = write!(out, "{digits}:{n}");
+            let mut digits = Decimal::default();
+            let text = digits.of(n);
+            let mut length = Decimal::default();
+            out.push_str(length.of(text.len() as u64));
+            out.push(':');
+            out.push_str(text);
         }
     });
     out
+}
+
+/// Room for the decimal digits of any `u64`, written without the formatting machinery.
+#[derive(Default)]
+struct Decimal([u8; 20]);
+
+impl Decimal {
+    /// `n` in decimal.
+    fn of(&mut self, mut n: u64) -> &str {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.0[at..]).unwrap_or_default()
+    }
 }
 
 /// The source of tickets: unique per engine, so a late reply to a finished operation never
@@ -246,5 +272,12 @@ mod tests {
         let mut acquire = Acquire::new(&config, ["ké😀"], token, 0, Instant::now()).unwrap();
         let transmit = acquire.poll_transmit().unwrap();
         assert_eq!(encode(&transmit.command), "3:SET4:ké😀3:tok2:NX2:PX5:10000");
+    }
+
+    #[test]
+    fn decimals_match_formatting() {
+        for n in [0, 1, 9, 10, 99, 100, 10_000, 31_536_000_000, u64::MAX] {
+            assert_eq!(Decimal::default().of(n), n.to_string());
+        }
     }
 }
