@@ -217,7 +217,8 @@ export class Engine {
     return this.#start(new Operation(this.#core.extend(held, ttl)));
   }
 
-  /** Deletes `held`'s keys. Resolves with `[clean, report]`; never rejects. */
+  /** Deletes `held`'s keys. Resolves with what `releasedOutcome` (lock.js) reads; never
+   * rejects. */
   release(held) {
     const op = new Operation(this.#core.release(held));
     op.mayTail = true;

@@ -75,9 +75,13 @@ const ERROR_KIND = [null, 'io', 'auth', 'server', 'protocol'];
  * of failed nodes. */
 export function toReport(encoded) {
   if (!Array.isArray(encoded)) return null;
-  const [numbers, details] = encoded;
+  return reportOf(encoded[0], encoded[1], 0);
+}
+
+/** The per-node report from its numbers (starting at index `start`) and the error texts. */
+export function reportOf(numbers, details, start) {
   const report = [];
-  for (let node = 0, at = 0; at + 2 < numbers.length; node += 1, at += 3) {
+  for (let node = 0, at = start; at + 2 < numbers.length; node += 1, at += 3) {
     const kind = ERROR_KIND[numbers[at + 1]] ?? null;
     const latency = numbers[at + 2];
     report.push({

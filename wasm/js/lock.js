@@ -1,35 +1,18 @@
 // A held lock as JavaScript sees it: plain data plus extend and release.
 
-import { LockReleasedError, toReport } from './errors.js';
+import { LockReleasedError, reportOf, toReport } from './errors.js';
 import { checkTtl } from './options.js';
 
 /**
- * What `Lock#release` resolves with, from the core's `[clean, report]`: `{ clean, report }`.
- * The report objects are built the first time `report` is read (a release's caller rarely
- * reads them); from then on `report` is a plain data property holding them.
+ * What `Lock#release` resolves with, `{ clean, report }`, from what the core gives: a
+ * `Float64Array` of `clean` (1 or 0) and the report's numbers when no node failed, else
+ * `[clean, [numbers, details]]` (see the crate's to_js.rs).
  */
 export function releasedOutcome(value) {
+  if (value instanceof Float64Array) return { clean: value[0] === 1, report: reportOf(value, null, 1) };
   const clean = value[0] === undefined ? false : value[0];
   const encoded = value[1] === undefined ? null : value[1];
-  let report;
-  let built = false;
-  const outcome = {
-    clean,
-    get report() {
-      if (!built) settle(toReport(encoded));
-      return report;
-    },
-    set report(value) {
-      settle(value);
-    },
-  };
-  // Once built (or assigned), `report` becomes the data property an eager outcome has.
-  const settle = (value) => {
-    report = value;
-    built = true;
-    Reflect.defineProperty(outcome, 'report', { value, writable: true, enumerable: true, configurable: true });
-  };
-  return outcome;
+  return { clean, report: toReport(encoded) };
 }
 
 function releaseNow(engine, held) {

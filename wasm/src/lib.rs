@@ -229,7 +229,7 @@ impl RedlockCore {
     }
 
     /// The result of finished operation `id`: a [`HeldLock`] for an acquire, `true` for an
-    /// extension, `[clean, report]` for a release, or `[code, message, report, retryAfterMs]`
+    /// extension, the outcome of `to_js::released` for a release, or `[code, message, report, retryAfterMs]`
     /// for a failure; `undefined` for no such operation. The operation is then forgotten,
     /// unless it still awaits slower nodes (a release, or the clean-up of an aborted acquire,
     /// decided by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies
@@ -362,10 +362,7 @@ fn extend_failure(error: &ExtendError) -> JsValue {
 }
 
 fn released_value(released: &Released) -> JsValue {
-    let outcome = Array::new();
-    outcome.push(&JsValue::from_bool(released.is_clean()));
-    outcome.push(&to_js::report(&released.report));
-    outcome.into()
+    to_js::released(released.is_clean(), &released.report)
 }
 
 struct HeldState {

@@ -25,6 +25,31 @@ pub(crate) mod code {
 /// the error text of each failed node (`null` for the others).
 pub(crate) fn report(report: &Report) -> JsValue {
     let mut numbers = Vec::with_capacity(report.nodes().len() * 3);
+    let any_failed = push_numbers(report, &mut numbers);
+    pair(
+        Float64Array::from(&numbers[..]).into(),
+        details(report, any_failed),
+    )
+}
+
+/// A release's outcome. When no node failed (nothing but numbers to tell), one
+/// `Float64Array`: `clean` as 1 or 0, then the numbers of [`report`]; otherwise
+/// `[clean, [numbers, details]]`.
+pub(crate) fn released(clean: bool, report: &Report) -> JsValue {
+    let mut numbers = Vec::with_capacity(1 + report.nodes().len() * 3);
+    numbers.push(if clean { 1.0 } else { 0.0 });
+    if !push_numbers(report, &mut numbers) {
+        return Float64Array::from(&numbers[..]).into();
+    }
+    let encoded = pair(
+        Float64Array::from(&numbers[1..]).into(),
+        details(report, true),
+    );
+    pair(JsValue::from_bool(clean), encoded)
+}
+
+/// Appends `status, errorKind, latencyMs` per node to `numbers`; tells whether a node failed.
+fn push_numbers(report: &Report, numbers: &mut Vec<f64>) -> bool {
     let mut any_failed = false;
     for node in report.nodes() {
         let (status, kind) = match &node.status {
@@ -46,21 +71,28 @@ pub(crate) fn report(report: &Report) -> JsValue {
         let latency = node.latency.map_or(f64::NAN, |l| l.as_secs_f64() * 1000.0);
         numbers.extend_from_slice(&[status, kind, latency]);
     }
-    let details = if any_failed {
-        let details = Array::new();
-        for node in report.nodes() {
-            match &node.status {
-                NodeStatus::Failed(error) => details.push(&JsValue::from_str(&error.detail)),
-                _ => details.push(&JsValue::NULL),
-            };
-        }
-        details.into()
-    } else {
-        JsValue::NULL
-    };
+    any_failed
+}
+
+/// The error text of each failed node (`null` for the others), or `null` when none failed.
+fn details(report: &Report, any_failed: bool) -> JsValue {
+    if !any_failed {
+        return JsValue::NULL;
+    }
+    let details = Array::new();
+    for node in report.nodes() {
+        match &node.status {
+            NodeStatus::Failed(error) => details.push(&JsValue::from_str(&error.detail)),
+            _ => details.push(&JsValue::NULL),
+        };
+    }
+    details.into()
+}
+
+fn pair(first: JsValue, second: JsValue) -> JsValue {
     let pair = Array::new();
-    pair.push(&Float64Array::from(&numbers[..]).into());
-    pair.push(&details);
+    pair.push(&first);
+    pair.push(&second);
     pair.into()
 }
 

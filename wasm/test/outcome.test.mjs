@@ -1,5 +1,6 @@
-// The outcome of `Lock#release` builds its report objects only when `report` is read: it must
-// look and behave exactly like the eagerly built `{ clean, report }` it replaced.
+// The outcome of `Lock#release`: the core hands it over in one of two encodings (one
+// `Float64Array` when no node failed), and both must give the same `{ clean, report }` as the
+// general `[clean, [numbers, details]]` read by `toReport`.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -20,6 +21,11 @@ function eager([clean = false, report = null]) {
   return { clean, report: toReport(report) };
 }
 
+// The single-array encoding of an outcome without failed nodes.
+function packed([clean, [numbers]]) {
+  return Float64Array.from([clean ? 1 : 0, ...numbers]);
+}
+
 describe('release outcome', () => {
   for (const [name, value] of Object.entries(cases)) {
     test(`${name}: equals the eager outcome`, () => {
@@ -31,7 +37,22 @@ describe('release outcome', () => {
     });
   }
 
-  test('the report is built once and then is a plain data property', () => {
+  for (const name of ['clean', 'refused']) {
+    test(`${name}: the single-array encoding gives the same outcome`, () => {
+      const outcome = releasedOutcome(packed(cases[name]));
+      assert.deepStrictEqual(Object.keys(outcome), ['clean', 'report']);
+      assert.deepStrictEqual(outcome, eager(cases[name]));
+      assert.equal(outcome.report[2].latency, cases[name][1][0][8] || null);
+    });
+  }
+
+  test('an unclean release in the single-array encoding', () => {
+    const value = [false, [Float64Array.from([0, 0, 1, 3, 0, NaN, 2, 0, NaN]), null]];
+    assert.deepStrictEqual(releasedOutcome(packed(value)), { clean: false, report: eager(value).report });
+    assert.equal(releasedOutcome(packed(value)).report[1].status, 'no-answer');
+  });
+
+  test('the report is a plain data property, read the same every time', () => {
     const outcome = releasedOutcome(cases.failed);
     const first = outcome.report;
     assert.equal(outcome.report, first);
