@@ -63,8 +63,10 @@ where
     let mut released: Vec<Pin<Box<OwnedNotified>>> = Vec::new();
     loop {
         // A resource held by another task of this client is not worth asking the nodes for:
-        // its release wakes this one directly.
-        if let Some((signals, resources)) = &wakeups {
+        // its release wakes this one directly. Only an attempt not yet sent can be skipped, and
+        // one can only be waiting to go out when nothing is in flight, so mid-round the
+        // registry is not consulted at all.
+        if let (Some((signals, resources)), true) = (&wakeups, in_flight.is_empty()) {
             if let Some((now, until)) = signals.held_until(resources, clock::now) {
                 op.handle_known_held(now, until);
             }
