@@ -39,6 +39,17 @@ function messageOf(error) {
   }
 }
 
+// Command names as literals: an executor's client may look the name up in its tables, and a
+// literal is a string it has seen before rather than a fresh copy per command.
+const COMMAND_NAMES = ['SET', 'EVALSHA', 'EVAL'];
+
+function commandName(text, at, length) {
+  for (const name of COMMAND_NAMES) {
+    if (name.length === length && text.startsWith(name, at)) return name;
+  }
+  return text.slice(at, at + length);
+}
+
 /** A command as the core defines it: each argument as its UTF-16 length, `:`, the argument. */
 export function parseArgs(text) {
   const args = [];
@@ -53,7 +64,7 @@ export function parseArgs(text) {
       code = text.charCodeAt(at);
     }
     at += 1;
-    args.push(text.slice(at, at + length));
+    args.push(args.length === 0 ? commandName(text, at, length) : text.slice(at, at + length));
     at += length;
   }
   return args;
@@ -83,16 +94,23 @@ class Operation {
  * earliest. An operation that finishes early leaves the timer as it is: when it fires, due
  * operations get their timeout and the timer is armed for the next deadline. While nothing
  * waits on a deadline the timer does not keep the process alive.
+ *
+ * Which operations wait is read from their `deadline` when the timer fires, from the engine's
+ * list of operations: only how many wait is kept, so that starting and ending an operation,
+ * many times more frequent than a timer firing, adds it to no collection.
  */
 class Deadlines {
-  #waiting = new Set();
+  #ops;
+  #waiting = 0;
   #timer = null;
   #at = Infinity;
   #held = false;
   #onDue;
   #fire = () => this.#fired();
 
-  constructor(onDue) {
+  /** `ops`: the engine's operations by id (with holes). */
+  constructor(ops, onDue) {
+    this.#ops = ops;
     this.#onDue = onDue;
   }
 
@@ -102,16 +120,18 @@ class Deadlines {
       this.remove(op);
       return;
     }
+    if (op.deadline === Infinity) this.#waiting += 1;
     op.deadline = at;
-    this.#waiting.add(op);
     if (at < this.#at) this.#arm(at);
     else if (!this.#held) this.#hold();
   }
 
   /** `op` waits on no deadline any more. */
   remove(op) {
+    if (op.deadline === Infinity) return;
     op.deadline = Infinity;
-    if (this.#waiting.delete(op) && this.#waiting.size === 0) this.#release();
+    this.#waiting -= 1;
+    if (this.#waiting === 0) this.#release();
   }
 
   #arm(at) {
@@ -152,13 +172,14 @@ class Deadlines {
     const now = performance.now();
     const due = [];
     let next = Infinity;
-    for (const op of this.#waiting) {
+    for (const op of this.#ops) {
+      if (op === undefined || op.deadline === Infinity) continue;
       if (op.deadline <= now) due.push(op);
       else if (op.deadline < next) next = op.deadline;
     }
     for (const op of due) {
-      this.#waiting.delete(op);
       op.deadline = Infinity;
+      this.#waiting -= 1;
     }
     if (next !== Infinity) this.#arm(next);
     for (const op of due) this.#onDue(op);
@@ -178,8 +199,8 @@ export class Engine {
 
   constructor(executors, settings) {
     this.#executors = executors;
-    this.#deadlines = new Deadlines((op) => this.#advance(op.id, this.#core.timeout(op.id)));
     const ops = this.#ops;
+    this.#deadlines = new Deadlines(ops, (op) => this.#advance(op.id, this.#core.timeout(op.id)));
     const transport = {
       define(id, number, text) {
         ops[id].commands[number] = parseArgs(text);
@@ -196,7 +217,8 @@ export class Engine {
    * promise rejects with code `ABORTED`.
    */
   acquire(names, ttl, options, signal) {
-    const id = this.#core.acquire(names, ttl, options);
+    // A single key crosses as itself, without an array to walk through.
+    const id = this.#core.acquire(names.length === 1 ? names[0] : names, ttl, options);
     const op = new Operation(id);
     if (signal) {
       // Later, not inside the abort event: whoever aborted may be running inside the core.
@@ -317,7 +339,9 @@ export class Engine {
       }
     } else {
       this.#tails -= 1;
-      if (this.#tails === 0) for (const resolve of this.#flushed.splice(0)) resolve();
+      if (this.#tails === 0 && this.#flushed.length > 0) {
+        for (const resolve of this.#flushed.splice(0)) resolve();
+      }
     }
     this.#ops[id] = undefined;
   }

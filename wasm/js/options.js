@@ -46,7 +46,12 @@ export function checkExecutors(executors) {
 }
 
 export function checkResources(resources) {
-  const list = typeof resources === 'string' ? [resources] : resources;
+  // One key, the common call: nothing to compare it with.
+  if (typeof resources === 'string') {
+    if (resources.length === 0) throw new RangeError('resources[0] is an empty string');
+    return [resources];
+  }
+  const list = resources;
   if (!Array.isArray(list)) {
     throw new TypeError(`resources must be a string or an array of strings, got ${kindOf(resources)}`);
   }

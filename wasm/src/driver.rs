@@ -152,10 +152,16 @@ pub(crate) enum Stepped<T> {
     Waiting(f64),
 }
 
-/// Hands `reply` to `op` if it answers a request still in flight.
-pub(crate) fn reply<O: Operation>(op: &mut O, io: &mut Io, ticket: u32, reply: Reply) {
+/// Hands `reply`, received at `now`, to `op` if it answers a request still in flight.
+pub(crate) fn reply<O: Operation>(
+    op: &mut O,
+    io: &mut Io,
+    ticket: u32,
+    reply: Reply,
+    now: Instant,
+) {
     if let Some((node, request)) = io.take(ticket) {
-        op.handle_reply(node, request, reply, host::now());
+        op.handle_reply(node, request, reply, now);
     }
 }
 
@@ -163,7 +169,8 @@ pub(crate) fn reply<O: Operation>(op: &mut O, io: &mut Io, ticket: u32, reply: R
 /// [`Operation`]: send everything, check for the outcome, handle a deadline already passed.
 ///
 /// With the outcome, the requests the operation still awaits stay in flight when it has a tail
-/// (see [`step_tail`]); otherwise they are forgotten.
+/// (see [`step_tail`]); otherwise they are forgotten. `read_at` is the clock reading taken when
+/// JavaScript called in (see [`wait`]).
 pub(crate) fn step<O: Operation>(
     op: &mut O,
     io: &mut Io,
@@ -171,6 +178,7 @@ pub(crate) fn step<O: Operation>(
     transport: &Transport,
     tickets: &mut Tickets,
     clock: &Clock,
+    read_at: Instant,
 ) -> Stepped<O::Output> {
     loop {
         send_all(op, io, id, transport, tickets);
@@ -180,7 +188,7 @@ pub(crate) fn step<O: Operation>(
             }
             return Stepped::Done(outcome);
         }
-        if let Some(at) = wait(op, io, clock) {
+        if let Some(at) = wait(op, io, clock, read_at) {
             return Stepped::Waiting(at);
         }
     }
@@ -197,6 +205,7 @@ pub(crate) fn step_tail<O: Operation>(
     transport: &Transport,
     tickets: &mut Tickets,
     clock: &Clock,
+    read_at: Instant,
 ) -> Option<f64> {
     loop {
         send_all(op, io, id, transport, tickets);
@@ -204,7 +213,7 @@ pub(crate) fn step_tail<O: Operation>(
             io.forget();
             return None;
         }
-        if let Some(at) = wait(op, io, clock) {
+        if let Some(at) = wait(op, io, clock, read_at) {
             return Some(at);
         }
     }
@@ -234,14 +243,19 @@ fn send_all<O: Operation>(
 /// Forgets the requests `op` no longer awaits and works out what it waits for next: the
 /// `performance.now()` reading of its deadline (`+∞`: a reply only). A deadline that has
 /// already passed is handled at once, and then `None` says to run `op` again.
-fn wait<O: Operation>(op: &mut O, io: &mut Io, clock: &Clock) -> Option<f64> {
+///
+/// Whether it has passed is judged by `read_at`, read when JavaScript called in rather than
+/// read again: the clock is a call out to JavaScript, and a reading from before the sends of
+/// this step can only find a deadline not yet passed, which JavaScript then reports on time.
+/// The timeout itself is handled at a fresh reading, so that nothing is decided as of a
+/// moment already past.
+fn wait<O: Operation>(op: &mut O, io: &mut Io, clock: &Clock, read_at: Instant) -> Option<f64> {
     io.in_flight
         .retain(|sent| op.is_awaiting(sent.node, sent.request));
     match op.poll_timeout() {
         Some(deadline) => {
-            let now = host::now();
-            if deadline <= now {
-                op.handle_timeout(now);
+            if deadline <= read_at {
+                op.handle_timeout(host::now());
                 return None;
             }
             io.deadline = Some(deadline);

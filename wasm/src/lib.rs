@@ -23,8 +23,8 @@ use std::rc::Rc;
 
 use js_sys::Array;
 use quorumlock::proto::{
-    Acquire, AcquireError, Config, Extend, ExtendError, Lease, Operation, Release, Released,
-    Settings,
+    Acquire, AcquireError, Config, Extend, ExtendError, Instant, Lease, Operation, Release,
+    Released, Settings,
 };
 use wasm_bindgen::prelude::*;
 
@@ -39,6 +39,9 @@ pub struct RedlockCore {
     nodes: usize,
     /// The constructor's settings; an acquire without retry options uses them with its TTL.
     settings: Settings,
+    /// The last TTL an acquire without retry options asked for, and the configuration built
+    /// for it: callers tend to use one TTL, and then each acquire reuses it as it is.
+    last_config: Option<(std::time::Duration, Config)>,
     clock: host::Clock,
     tickets: Tickets,
     slots: Vec<Option<Slot>>,
@@ -84,6 +87,7 @@ impl RedlockCore {
             transport,
             nodes,
             settings,
+            last_config: None,
             clock: host::Clock::new(),
             tickets: Tickets::default(),
             slots: Vec::new(),
@@ -91,31 +95,25 @@ impl RedlockCore {
         })
     }
 
-    /// Starts acquiring `resources` for `ttl_ms`, with the constructor's settings, or with
-    /// `options` when given (all settings, retry options included). Returns the operation's
-    /// id; nothing is sent before [`RedlockCore::step`]. Throws a `TypeError` or a `RangeError`
-    /// for input the core cannot use.
+    /// Starts acquiring `resources` (a key, or an array of keys) for `ttl_ms`, with the
+    /// constructor's settings, or with `options` when given (all settings, retry options
+    /// included). Returns the operation's id; nothing is sent before [`RedlockCore::step`].
+    /// Throws a `TypeError` or a `RangeError` for input the core cannot use.
     pub fn acquire(
         &mut self,
-        resources: Array,
+        resources: &JsValue,
         ttl_ms: f64,
         options: &JsValue,
     ) -> Result<u32, JsValue> {
-        let mut names = Vec::with_capacity(resources.length() as usize);
-        for (index, resource) in resources.iter().enumerate() {
-            match resource.as_string() {
-                Some(name) => names.push(name),
-                None => return Err(type_error(&format!("resource {index} is not a string"))),
-            }
-        }
-        let mut settings = if options.is_undefined() {
-            self.settings.clone()
+        let names = resource_names(resources)?;
+        let ttl = duration_ms(ttl_ms, "ttl")?;
+        let config = if options.is_undefined() {
+            self.default_config(ttl)?
         } else {
-            settings::from_options(options).map_err(|e| range_error(&e.0))?
+            let mut settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
+            settings.ttl = ttl;
+            Config::new(self.nodes, settings).map_err(|e| range_error(&messages::config(&e)))?
         };
-        settings.ttl = duration_ms(ttl_ms, "ttl")?;
-        let config =
-            Config::new(self.nodes, settings).map_err(|e| range_error(&messages::config(&e)))?;
         let (token, seed) = host::token_and_seed().map_err(|_| {
             JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
         })?;
@@ -155,7 +153,7 @@ impl RedlockCore {
     /// a reply), or `-1` (done: call [`RedlockCore::finish`]), `-2` (failed: the same), `-3`
     /// (no such operation).
     pub fn step(&mut self, id: u32) -> f64 {
-        self.advance(id, |_, _| {})
+        self.advance(id, |_, _, _| {})
     }
 
     /// Reports the reply to the request sent with `ticket`: `tag` says what it is (`0` OK,
@@ -181,12 +179,12 @@ impl RedlockCore {
             return status::IGNORED;
         }
         let reply = reply::decode(tag, number, text);
-        self.advance(id, |task, io| match task {
-            Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply),
+        self.advance(id, |task, io, now| match task {
+            Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply, now),
             Task::Abort(op) | Task::Release(op) | Task::Tail(op) => {
-                driver::reply(op, io, ticket, reply)
+                driver::reply(op, io, ticket, reply, now)
             }
-            Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply),
+            Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply, now),
             Task::Finished(..) => {}
         })
     }
@@ -201,14 +199,11 @@ impl RedlockCore {
         if let Some(deadline) = slot.io.pending_deadline(host::now()) {
             return clock.to_ms(deadline);
         }
-        self.advance(id, |task, _| {
-            let now = host::now();
-            match task {
-                Task::Acquire(op, _) => op.handle_timeout(now),
-                Task::Abort(op) | Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
-                Task::Extend(op, _, _) => op.handle_timeout(now),
-                Task::Finished(..) => {}
-            }
+        self.advance(id, |task, _, now| match task {
+            Task::Acquire(op, _) => op.handle_timeout(now),
+            Task::Abort(op) | Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
+            Task::Extend(op, _, _) => op.handle_timeout(now),
+            Task::Finished(..) => {}
         })
     }
 
@@ -263,6 +258,21 @@ impl RedlockCore {
 }
 
 impl RedlockCore {
+    /// The configuration of the constructor's settings with `ttl`.
+    fn default_config(&mut self, ttl: std::time::Duration) -> Result<Config, JsValue> {
+        if let Some((last_ttl, config)) = &self.last_config {
+            if *last_ttl == ttl {
+                return Ok(config.clone());
+            }
+        }
+        let mut settings = self.settings.clone();
+        settings.ttl = ttl;
+        let config =
+            Config::new(self.nodes, settings).map_err(|e| range_error(&messages::config(&e)))?;
+        self.last_config = Some((ttl, config.clone()));
+        Ok(config)
+    }
+
     fn insert(&mut self, task: Task) -> u32 {
         let slot = Some(Slot {
             io: Io::default(),
@@ -280,8 +290,8 @@ impl RedlockCore {
         }
     }
 
-    /// Applies `event` to operation `id`, then runs it to its next wait.
-    fn advance(&mut self, id: u32, event: impl FnOnce(&mut Task, &mut Io)) -> f64 {
+    /// Applies `event` to operation `id` at the current time, then runs it to its next wait.
+    fn advance(&mut self, id: u32, event: impl FnOnce(&mut Task, &mut Io, Instant)) -> f64 {
         let Self {
             transport,
             clock,
@@ -292,22 +302,25 @@ impl RedlockCore {
         let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
-        event(&mut slot.task, &mut slot.io);
+        // One clock reading per call: the event happens at it, and `driver::wait` judges by it
+        // whether a deadline has passed.
+        let now = host::now();
+        event(&mut slot.task, &mut slot.io, now);
         let io = &mut slot.io;
         let finished = match &mut slot.task {
             Task::Finished(..) => return status::IGNORED,
-            Task::Tail(op) => match driver::step_tail(op, io, id, transport, tickets, clock) {
+            Task::Tail(op) => match driver::step_tail(op, io, id, transport, tickets, clock, now) {
                 Some(at) => return at,
                 None => Ok(JsValue::UNDEFINED),
             },
             Task::Acquire(op, config) => {
-                match driver::step(&mut **op, io, id, transport, tickets, clock) {
+                match driver::step(&mut **op, io, id, transport, tickets, clock, now) {
                     Stepped::Waiting(at) => return at,
                     Stepped::Done(Ok(lease)) => Ok(HeldLock::new(config.clone(), lease).into()),
                     Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
                 }
             }
-            Task::Abort(op) => match driver::step(op, io, id, transport, tickets, clock) {
+            Task::Abort(op) => match driver::step(op, io, id, transport, tickets, clock, now) {
                 Stepped::Waiting(at) => return at,
                 Stepped::Done(released) => Err(to_js::failure(
                     code::ABORTED,
@@ -316,7 +329,7 @@ impl RedlockCore {
                 )),
             },
             Task::Extend(op, config, state) => {
-                match driver::step(&mut **op, io, id, transport, tickets, clock) {
+                match driver::step(&mut **op, io, id, transport, tickets, clock, now) {
                     Stepped::Waiting(at) => return at,
                     Stepped::Done(Ok(lease)) => {
                         *state.borrow_mut() = HeldState {
@@ -328,7 +341,7 @@ impl RedlockCore {
                     Stepped::Done(Err(error)) => Err(extend_failure(&error)),
                 }
             }
-            Task::Release(op) => match driver::step(op, io, id, transport, tickets, clock) {
+            Task::Release(op) => match driver::step(op, io, id, transport, tickets, clock, now) {
                 Stepped::Waiting(at) => return at,
                 Stepped::Done(released) => Ok(released_value(&released)),
             },
@@ -429,6 +442,26 @@ impl HeldLock {
     pub fn report(&self) -> JsValue {
         to_js::report(self.state.borrow().lease.report())
     }
+}
+
+/// The names in `resources`: one string, or an array of strings; a `TypeError` otherwise.
+fn resource_names(resources: &JsValue) -> Result<Vec<String>, JsValue> {
+    if let Some(name) = resources.as_string() {
+        return Ok(vec![name]);
+    }
+    let Some(list) = resources.dyn_ref::<Array>() else {
+        return Err(type_error(
+            "resources must be a string or an array of strings",
+        ));
+    };
+    let mut names = Vec::with_capacity(list.length() as usize);
+    for (index, resource) in list.iter().enumerate() {
+        match resource.as_string() {
+            Some(name) => names.push(name),
+            None => return Err(type_error(&format!("resource {index} is not a string"))),
+        }
+    }
+    Ok(names)
 }
 
 /// A TTL in milliseconds as a duration; a `RangeError` naming `name` when it cannot be one.

@@ -6,6 +6,36 @@ const later =
     ? (callback) => process.nextTick(callback)
     : (callback) => queueMicrotask(callback);
 
+// One end-of-tick callback for every executor, rather than one per executor per tick: a lock
+// round sends to every node in the same tick.
+let tickScheduled = false;
+let sentThisTick = [];
+let corkedThisTick = [];
+const endOfTick = () => {
+  tickScheduled = false;
+  const sent = sentThisTick;
+  const corked = corkedThisTick;
+  sentThisTick = [];
+  corkedThisTick = [];
+  for (const executor of sent) executor.busy = false;
+  for (const stream of corked) stream.uncork();
+};
+
+/** ioredis looks each command name up in its flag tables in lower case, lower-casing it first:
+ * a name already in lower case, and a literal, costs it no new string per command. */
+function lowerCaseName(name) {
+  switch (name) {
+    case 'SET':
+      return 'set';
+    case 'EVALSHA':
+      return 'evalsha';
+    case 'EVAL':
+      return 'eval';
+    default:
+      return name;
+  }
+}
+
 /**
  * `ioredisExecutor(client)`: one executor for one ioredis client (`new Redis(…)`). Commands
  * issued in the same tick — the requests of many locks taken or released at once — leave in one
@@ -17,25 +47,24 @@ export function ioredisExecutor(client) {
   }
   // The first command of a tick goes out at once (a lone request waits for nothing); from the
   // second on, writes wait in the socket's buffer until the end of the tick, then leave together.
-  let busy = false;
-  let corked = null;
-  const endOfTick = () => {
-    busy = false;
-    const stream = corked;
-    corked = null;
-    stream?.uncork();
-  };
+  const state = { busy: false, corked: false };
   return (args) => {
-    if (!busy) {
-      busy = true;
-      later(endOfTick);
-    } else if (corked === null && client.status === 'ready') {
+    if (!state.busy) {
+      state.busy = true;
+      state.corked = false;
+      sentThisTick.push(state);
+      if (!tickScheduled) {
+        tickScheduled = true;
+        later(endOfTick);
+      }
+    } else if (!state.corked && client.status === 'ready') {
       const stream = client.stream;
       if (typeof stream?.cork === 'function' && typeof stream.uncork === 'function') {
         stream.cork();
-        corked = stream;
+        state.corked = true;
+        corkedThisTick.push(stream);
       }
     }
-    return client.call(...args);
+    return client.call(lowerCaseName(args[0]), ...args.slice(1));
   };
 }
