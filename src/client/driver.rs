@@ -197,34 +197,31 @@ where
         return;
     };
     let tail_set = Arc::clone(set);
-    set.background.spawn(&runtime, async move {
-        drive_tail(&tail_set, op, in_flight).await;
-    });
+    set.background.adopt(
+        &runtime,
+        Box::pin(async move { drive_tail(&tail_set, op, in_flight).await }),
+    );
 }
 
-/// Drives an operation past its outcome until it has nothing left in flight, or until the
-/// client abandons background work (see [`Background`](super::background::Background)).
+/// Drives an operation past its outcome until it has nothing left in flight. It runs adopted
+/// by the client's background collector, which drops it if the client abandons background
+/// work (see [`Background`](super::background::Background)).
 async fn drive_tail<O: Operation>(set: &Arc<NodeSet>, mut op: O, mut in_flight: Vec<InFlight>) {
-    let abandoned = set.background.abandoned();
-    tokio::pin!(abandoned);
     loop {
         send_all(&set.nodes, &mut op, &mut in_flight);
         prune(set, &op, &mut in_flight);
         if in_flight.is_empty() {
             return;
         }
-        let event = poll_fn(|cx| {
+        let (index, reply) = poll_fn(|cx| {
             for (index, request) in in_flight.iter_mut().enumerate() {
                 if let Poll::Ready(reply) = request.reply.as_mut().poll(cx) {
-                    return Poll::Ready(Some((index, reply)));
+                    return Poll::Ready((index, reply));
                 }
             }
-            abandoned.as_mut().poll(cx).map(|()| None)
+            Poll::Pending
         })
         .await;
-        let Some((index, reply)) = event else {
-            return;
-        };
         let done = in_flight.swap_remove(index);
         op.handle_reply(done.node, done.request, reply, clock::now());
     }
@@ -301,18 +298,14 @@ fn let_go(set: &Arc<NodeSet>, mut request: InFlight, now: Instant) {
     // a request whose caller has gone while it still waits in the connection's queue, and one
     // waiting for its connection (a node still connecting, or one that restarted while idle and
     // needs its one retry on a fresh connection) would be lost. Either leaves the lock on fewer
-    // nodes. So it runs on in a task of its own until its reply or its deadline.
+    // nodes. So the client's background collector runs it on until its reply, or until the
+    // client abandons background work.
     if (&mut request.reply).now_or_never().is_some() {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let background = Arc::clone(&set.background);
-    set.background.spawn(&runtime, async move {
-        tokio::select! {
-            _ = request.reply => {}
-            () = background.abandoned() => {}
-        }
-    });
+    set.background
+        .adopt(&runtime, Box::pin(request.reply.map(|_: Reply| ())));
 }
