@@ -57,7 +57,9 @@ where
 {
     let nodes = &set.nodes;
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // Pinned in place rather than boxed: most operations never get to wait on it, and a box
+    // would cost every one of them an allocation.
+    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
     let mut subscription: Option<Subscription> = None;
     let epoch_at_start = wakeups.as_ref().map_or(0, |(signals, _)| signals.epoch());
     let mut released: Vec<Pin<Box<OwnedNotified>>> = Vec::new();
@@ -95,9 +97,9 @@ where
                 continue;
             }
             let deadline = tokio::time::Instant::from_std(deadline);
-            match &mut timer {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.reset(deadline),
+                None => timer.set(Some(tokio::time::sleep_until(deadline))),
             }
         }
         let armed = deadline.is_some();
@@ -139,8 +141,8 @@ where
                     }
                 }
             }
-            match &mut timer {
-                Some(sleep) if armed => sleep.as_mut().poll(cx).map(|()| Event::Timer),
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) if armed => sleep.poll(cx).map(|()| Event::Timer),
                 _ => Poll::Pending,
             }
         })
