@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -321,6 +322,66 @@ async fn dropping_a_guard_releases_the_lock() {
         assert_ne!(next.token().as_str(), token);
         assert_held_where_granted(&urls, next.report(), "dropped", next.token().as_str()).await;
         next.release().await;
+        assert_no_keys(&redlock, &urls).await;
+    })
+    .await;
+}
+
+/// A lock call given up while its `SET`s are on the wire (a timeout around it, a `select!`, a
+/// client that went away) must not leave those `SET`s holding the resource until their TTL:
+/// the dropped acquire releases on every node, after the `SET`s.
+#[tokio::test]
+async fn a_lock_call_dropped_mid_round_releases_what_it_may_have_set() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .request_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        redlock.lock("warm-up").await.unwrap().release().await;
+        for node in 0..3 {
+            cluster.pause(node).unwrap();
+        }
+        // The nodes are stopped, so the SETs wait in their sockets, written but not yet run.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            redlock.lock("abandoned").ttl(Duration::from_secs(60)),
+        )
+        .await;
+        assert!(
+            gave_up.is_err(),
+            "the lock call cannot finish while every node is stopped"
+        );
+        for node in 0..3 {
+            cluster.resume(node).unwrap();
+        }
+        assert_no_keys(&redlock, &urls).await;
+    })
+    .await;
+}
+
+/// A release dropped right after its first poll has only queued its deletions on the
+/// connections; it must still see them through.
+#[tokio::test]
+async fn a_release_dropped_after_its_first_poll_still_deletes_everywhere() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::new(urls.clone()).unwrap();
+        let lock = redlock
+            .lock("release-dropped")
+            .ttl(Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut release = Box::pin(lock.release());
+        let first =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(release.as_mut().poll(cx))).await;
+        assert!(
+            first.is_pending(),
+            "a release cannot finish without a reply"
+        );
+        drop(release);
         assert_no_keys(&redlock, &urls).await;
     })
     .await;

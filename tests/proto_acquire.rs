@@ -6,7 +6,7 @@ mod sim;
 use std::time::Duration;
 
 use quorumlock::proto::{
-    Acquire, AcquireError, CommandKind, Config, Lease, NodeErrorKind, NodeId, NodeStatus,
+    Acquire, AcquireError, CommandKind, Config, Instant, Lease, NodeErrorKind, NodeId, NodeStatus,
     Operation, Reply, Retry, Transmit,
 };
 
@@ -730,4 +730,90 @@ fn a_known_holder_never_cancels_requests_and_a_wakeup_asks_the_nodes() {
         Some(Ok(lease)) => assert!(lease.report().granted_count() >= 2, "{}", lease.report()),
         other => panic!("expected the lock, got {other:?}"),
     }
+}
+
+/// Sends everything `op` asks for, a round at a time as a driver does, answering each request
+/// with `reply`, until it asks for nothing more; returns the script (or `SET`) of each request
+/// in order.
+fn answer_all(op: &mut Acquire, reply: fn(&Transmit) -> Reply, now: Instant) -> Vec<String> {
+    let mut sent = Vec::new();
+    loop {
+        let round: Vec<Transmit> = std::iter::from_fn(|| op.poll_transmit()).collect();
+        if round.is_empty() {
+            return sent;
+        }
+        for transmit in round {
+            sent.push(script_name(&transmit).unwrap_or("SET").to_owned());
+            op.handle_reply(transmit.node, transmit.request, reply(&transmit), now);
+        }
+    }
+}
+
+/// Dropped by its caller mid-round, an acquire releases on every node whatever its `SET`s may
+/// have done, and then stops: no retry, nothing left to wait for.
+#[test]
+fn a_cancelled_attempt_is_cleaned_up_everywhere_and_never_retried() {
+    let config = config(3, Retry::new(5, ms(10), Duration::ZERO));
+    let base = base_instant();
+    let mut op = Acquire::new(&config, ["job"], token("tok-a"), 1, base).expect("valid");
+    let first: Vec<Transmit> = std::iter::from_fn(|| op.poll_transmit()).collect();
+    assert_eq!(first.len(), 3);
+    // One node granted before the caller went away.
+    op.handle_reply(first[0].node, first[0].request, Reply::Ok, base + ms(1));
+    op.handle_cancel(base + ms(2));
+    for transmit in &first {
+        assert!(!op.is_awaiting(transmit.node, transmit.request));
+    }
+    let clean_up = answer_all(&mut op, |_| Reply::Integer(-2), base + ms(3));
+    assert_eq!(clean_up, ["clean-up"; 3]);
+    assert_eq!(op.poll_timeout(), None, "a cancelled acquire retried");
+    assert_eq!(op.attempts(), 1);
+}
+
+/// A lock granted but not handed over (its caller went away at that moment) is released like
+/// a held one, so its waiters hear of it; a pause or an unsent attempt just ends.
+#[test]
+fn a_cancelled_grant_is_released_and_a_cancelled_pause_just_ends() {
+    let config = config(3, Retry::new(5, ms(10), Duration::ZERO));
+    let base = base_instant();
+    let mut granted = Acquire::new(&config, ["job"], token("tok-a"), 1, base).expect("valid");
+    let sent = answer_all(&mut granted, |_| Reply::Ok, base + ms(1));
+    assert_eq!(sent, ["SET"; 3]);
+    granted.handle_cancel(base + ms(2));
+    assert!(
+        granted.poll_outcome().is_none(),
+        "the lock was handed over after all"
+    );
+    let release = answer_all(&mut granted, |_| Reply::Integer(1), base + ms(3));
+    assert_eq!(release, ["release"; 3]);
+    assert_eq!(granted.poll_timeout(), None);
+
+    let mut pausing = Acquire::new(&config, ["job"], token("tok-b"), 1, base).expect("valid");
+    let refused = answer_all(
+        &mut pausing,
+        |t| match script_name(t) {
+            Some(_) => Reply::Integer(5_000),
+            None => Reply::Nil,
+        },
+        base + ms(1),
+    );
+    assert_eq!(
+        refused,
+        ["SET", "SET", "SET", "clean-up", "clean-up", "clean-up"]
+    );
+    assert!(
+        pausing.poll_timeout().is_some(),
+        "the acquire should be pausing"
+    );
+    pausing.handle_cancel(base + ms(2));
+    assert!(pausing.poll_transmit().is_none());
+    assert_eq!(pausing.poll_timeout(), None);
+
+    let mut unsent = Acquire::new(&config, ["job"], token("tok-c"), 1, base).expect("valid");
+    unsent.handle_cancel(base);
+    assert!(
+        unsent.poll_transmit().is_none(),
+        "a cancelled acquire still asked the nodes"
+    );
+    assert_eq!(unsent.poll_timeout(), None);
 }

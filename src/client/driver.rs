@@ -49,14 +49,20 @@ where
 /// so an uncontended acquire never touches the registry.
 pub(crate) async fn drive_with_wakeups<O>(
     set: &Arc<NodeSet>,
-    mut op: O,
+    op: O,
     wakeups: Option<(&Arc<ReleaseSignals>, Arc<[String]>)>,
 ) -> O::Output
 where
     O: Operation + Send + 'static,
 {
     let nodes = &set.nodes;
-    let mut in_flight: Vec<InFlight> = Vec::with_capacity(nodes.len());
+    let mut driving = Driving {
+        set,
+        op: None,
+        in_flight: Vec::with_capacity(nodes.len()),
+    };
+    let op = driving.op.insert(op);
+    let in_flight = &mut driving.in_flight;
     // Pinned in place rather than boxed: most operations never get to wait on it, and a box
     // would cost every one of them an allocation.
     let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
@@ -73,11 +79,16 @@ where
                 op.handle_known_held(now, until);
             }
         }
-        send_all(nodes, &mut op, &mut in_flight);
+        send_all(nodes, op, in_flight);
         if let Some(outcome) = op.poll_outcome() {
-            if op.poll_timeout().is_some() {
-                finish_in_background(set, op, in_flight);
-            } else if !in_flight.is_empty() {
+            let has_tail = op.poll_timeout().is_some();
+            let in_flight = std::mem::take(in_flight);
+            if has_tail {
+                if let Some(op) = driving.op.take() {
+                    finish_in_background(set, op, in_flight);
+                }
+            } else {
+                driving.op = None;
                 let now = clock::now();
                 for request in in_flight {
                     let_go(set, request, now);
@@ -85,7 +96,7 @@ where
             }
             return outcome;
         }
-        prune(set, &op, &mut in_flight);
+        prune(set, op, in_flight);
 
         // Check the clock before arming the timer: a deadline that already passed is handled
         // now rather than after a trip through the timer wheel.
@@ -167,8 +178,30 @@ where
     }
 }
 
-/// Lets an operation that has given its outcome finish its remaining requests (a release's
-/// slower nodes, see [`Release`](crate::proto::Release)) without holding up the caller.
+/// An operation being driven, and its requests in flight. If the caller drops the drive before
+/// the outcome (a timeout around `lock()`, a `select!`, a client that went away), the drop hands
+/// them to the background after telling the operation ([`Operation::handle_cancel`]): a
+/// cancelled acquire still releases whatever its attempt may have set, on every node, and a
+/// cancelled release still deletes everywhere, instead of leaving keys to their TTL.
+struct Driving<'a, O: Operation + Send + 'static> {
+    set: &'a Arc<NodeSet>,
+    /// `None` once the outcome was handed over.
+    op: Option<O>,
+    in_flight: Vec<InFlight>,
+}
+
+impl<O: Operation + Send + 'static> Drop for Driving<'_, O> {
+    fn drop(&mut self) {
+        if let Some(mut op) = self.op.take() {
+            op.handle_cancel(clock::now());
+            finish_in_background(self.set, op, std::mem::take(&mut self.in_flight));
+        }
+    }
+}
+
+/// Lets an operation finish its remaining requests without holding up the caller: one that
+/// has given its outcome (a release's slower nodes, see [`Release`](crate::proto::Release)),
+/// or one whose caller went away (see [`Driving`]).
 ///
 /// Replies that are already in are handed over at once; on loopback the last node often
 /// answers with the others, and then no task is needed.

@@ -101,7 +101,8 @@ impl Lock {
     }
 
     /// Deletes the keys on every node that still holds them for us; the report says what each
-    /// node did. Never fails and never hangs: each node has its request deadline.
+    /// node did. Never fails and never hangs: each node has its request deadline. Cancel-safe:
+    /// dropped before it resolves, the release still finishes in the background.
     pub async fn release(mut self) -> Released {
         self.armed = false;
         self.redlock.release_lease(&self.lease).await

@@ -236,6 +236,10 @@ impl Redlock {
 
     /// Acquires `resource`, retrying per the configured policy. Await the result, or chain
     /// per-call options first: `redlock.lock("r").ttl(Duration::from_secs(5)).await`.
+    ///
+    /// Cancel-safe: dropped before it resolves (a timeout around it, a `select!`), the request
+    /// stops retrying and releases on every node whatever its attempt may have set, in the
+    /// background ([`flush`](Self::flush) waits for it).
     pub fn lock(&self, resource: impl Into<String>) -> LockRequest {
         LockRequest::new(self.clone(), vec![resource.into()])
     }

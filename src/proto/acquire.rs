@@ -344,6 +344,42 @@ impl Operation for Acquire {
         }
     }
 
+    /// Gives up: an attempt in flight is released on every node (any of its `SET`s may land),
+    /// a clean-up in progress finishes without a retry after it, a pause ends the operation,
+    /// and a lock granted but not yet handed over is released again.
+    fn handle_cancel(&mut self, now: Instant) {
+        let granted = matches!(self.outcome, Some(Ok(_)));
+        self.outcome = None;
+        let deletion = match &mut self.state {
+            State::Locking(round) if !round.is_unsent() => Deletion::CleanUp,
+            State::Done if granted => Deletion::Release,
+            State::Releasing { retry_at, .. } => {
+                *retry_at = None;
+                return;
+            }
+            State::Locking(_) | State::Waiting { .. } | State::Done => {
+                self.state = State::Done;
+                return;
+            }
+        };
+        self.state = State::Releasing {
+            round: release_round(
+                &self.config,
+                deletion,
+                &self.resources,
+                &self.token,
+                &mut self.ids,
+                now,
+            ),
+            // Never reported: nobody waits for this acquire's outcome any more.
+            failure: AcquireError::Contended {
+                report: super::report::Report::default(),
+                retry_after: None,
+            },
+            retry_at: None,
+        };
+    }
+
     /// Skips an attempt that has not sent anything yet: it is contended, the holder known to
     /// keep the resources until `held_until`. The retry policy counts it like any other, so the
     /// acquire gives up exactly when it would have; nothing needs cleaning up.

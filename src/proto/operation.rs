@@ -62,6 +62,16 @@ pub trait Operation {
         let _ = (now, held_until);
         false
     }
+
+    /// The caller no longer wants the outcome (its future was dropped). The operation turns
+    /// whatever it started into work that leaves nothing behind: an acquire gives up its
+    /// attempts and releases on every node whatever it may have set, a release or an extension
+    /// just finishes the requests it sent. Afterwards, drive it as a tail (contract step 2)
+    /// until [`poll_timeout`](Operation::poll_timeout) is `None`; an outcome it still gives
+    /// means nothing.
+    fn handle_cancel(&mut self, now: Instant) {
+        let _ = now;
+    }
 }
 
 /// A boxed machine drives like the machine itself, so drivers can keep large machines out of
@@ -99,5 +109,9 @@ impl<O: Operation + ?Sized> Operation for Box<O> {
 
     fn handle_known_held(&mut self, now: Instant, held_until: Instant) -> bool {
         (**self).handle_known_held(now, held_until)
+    }
+
+    fn handle_cancel(&mut self, now: Instant) {
+        (**self).handle_cancel(now)
     }
 }
