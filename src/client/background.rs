@@ -233,6 +233,18 @@ mod tests {
             .expect("the background work did not settle in time");
     }
 
+    /// Adopts a piece of work on the current runtime and waits until it has run.
+    async fn adopt_and_see_it_run(background: &Arc<Background>) {
+        let (ran, heard) = oneshot::channel();
+        background.adopt(
+            &tokio::runtime::Handle::current(),
+            Box::pin(async move {
+                let _ = ran.send(());
+            }),
+        );
+        heard.await.unwrap();
+    }
+
     #[test]
     fn adopted_work_runs_to_its_end_and_is_counted_until_then() {
         runtime().block_on(bounded(async {
@@ -272,14 +284,7 @@ mod tests {
             background.abandon();
             background.idle().await;
             // The collector is gone, and the next adoption starts another.
-            let (ran, heard) = oneshot::channel();
-            background.adopt(
-                &runtime,
-                Box::pin(async move {
-                    let _ = ran.send(());
-                }),
-            );
-            heard.await.unwrap();
+            adopt_and_see_it_run(&background).await;
         }));
     }
 
@@ -296,15 +301,7 @@ mod tests {
         assert_eq!(background.running.load(Ordering::Acquire), 0);
 
         runtime().block_on(bounded(async {
-            let runtime = tokio::runtime::Handle::current();
-            let (ran, heard) = oneshot::channel();
-            background.adopt(
-                &runtime,
-                Box::pin(async move {
-                    let _ = ran.send(());
-                }),
-            );
-            heard.await.unwrap();
+            adopt_and_see_it_run(&background).await;
             background.idle().await;
         }));
     }
