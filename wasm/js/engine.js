@@ -3,7 +3,7 @@
 // per operation. The core never waits on JavaScript and JavaScript never waits inside the core:
 // every call into it runs an operation as far as it goes and answers with one number.
 
-import { RedlockCore } from './quorumlock_wasm.js';
+import { RedlockCore, markerPrefix } from './quorumlock_wasm.js';
 import { toError } from './errors.js';
 
 // What a call into the core answers besides a deadline (see the crate's driver.rs).
@@ -70,10 +70,36 @@ export function parseArgs(text) {
   return args;
 }
 
+// Command names by the number `defineShape` gives them (see the crate's template.rs).
+const SHAPE_NAMES = ['SET', 'EVALSHA', 'EVAL'];
+const EVAL = 2;
+
+/**
+ * The arguments of a command defined by its shape (see the crate's template.rs): the keys
+ * are the operation's `names`, followed by their waiter markers when `markers`; `scriptText`
+ * is the script's digest or source; `ttl` is -1 for none.
+ */
+export function buildCommand(name, scriptText, markers, ttl, names, token, markerPrefix) {
+  const args = [SHAPE_NAMES[name]];
+  if (scriptText === null) {
+    args.push(names[0], token, 'NX', 'PX');
+  } else {
+    args.push(scriptText, String(markers ? names.length * 2 : names.length));
+    for (const key of names) args.push(key);
+    if (markers) for (const key of names) args.push(markerPrefix + key);
+    args.push(token);
+  }
+  if (ttl >= 0) args.push(String(ttl));
+  return args;
+}
+
 /** One operation in flight. */
 class Operation {
-  constructor(id) {
+  /** `names`: the keys it is about; `token`: the lock's token, when known at the start. */
+  constructor(id, names, token) {
     this.id = id;
+    this.names = names;
+    this.token = token;
     /** Commands by the core's number for them. */
     this.commands = [];
     /** `performance.now()` reading at which the core wants `timeout`; Infinity for none. */
@@ -86,6 +112,8 @@ class Operation {
     /** Whether the core may keep it past its outcome: only a release, or the clean-up of a
      * cancelled acquire, has a tail (see the crate's lib.rs). */
     this.mayTail = false;
+    /** Whether it is an acquire, which resolves with the lock's token besides. */
+    this.isAcquire = false;
   }
 }
 
@@ -196,6 +224,10 @@ export class Engine {
   #tails = 0;
   /** Resolvers of `flush()` calls waiting for the tails to end. */
   #flushed = [];
+  /** `[digest, source]` of each script by the core's number for it. */
+  #scriptTexts = [];
+  /** What the core puts before a key to name its waiter marker. */
+  #markerPrefix = markerPrefix();
 
   constructor(executors, settings) {
     this.#executors = executors;
@@ -205,21 +237,35 @@ export class Engine {
       define(id, number, text) {
         ops[id].commands[number] = parseArgs(text);
       },
+      defineShape: (id, number, name, script, markers, ttl) => {
+        const op = ops[id];
+        const text = name === 0 ? null : this.#scriptTexts[script][name === EVAL ? 1 : 0];
+        op.commands[number] = buildCommand(name, text, markers, ttl, op.names, op.token, this.#markerPrefix);
+      },
+      script: (number, sha1, source) => {
+        this.#scriptTexts[number] = [sha1, source];
+      },
+      token(id, token) {
+        ops[id].token = token;
+      },
       send: (id, node, ticket, number) => this.#send(id, node, ticket, ops[id].commands[number]),
     };
     this.#core = new RedlockCore(transport, executors.length, settings);
   }
 
+
+
   /**
    * Acquires `names` for `ttl` ms; `options` holds every setting when the call overrides
-   * retry options (else undefined). Resolves with the core's `HeldLock`; rejects with a
-   * `RedlockError`. When `signal` aborts first, the keys are deleted on every node and the
-   * promise rejects with code `ABORTED`.
+   * retry options (else undefined). Resolves with `[held, token]`: the core's `HeldLock` and
+   * the lock's token; rejects with a `RedlockError`. When `signal` aborts first, the keys are
+   * deleted on every node and the promise rejects with code `ABORTED`.
    */
   acquire(names, ttl, options, signal) {
     // A single key crosses as itself, without an array to walk through.
     const id = this.#core.acquire(names.length === 1 ? names[0] : names, ttl, options);
-    const op = new Operation(id);
+    const op = new Operation(id, names, null);
+    op.isAcquire = true;
     if (signal) {
       // Later, not inside the abort event: whoever aborted may be running inside the core.
       const onAbort = () =>
@@ -234,15 +280,16 @@ export class Engine {
     return this.#start(op);
   }
 
-  /** Extends `held` to `ttl` ms from now. Resolves with `true`; rejects with a `RedlockError`. */
-  extend(held, ttl) {
-    return this.#start(new Operation(this.#core.extend(held, ttl)));
+  /** Extends `held` (on `names`, under `token`) to `ttl` ms from now. Resolves with `true`;
+   * rejects with a `RedlockError`. */
+  extend(held, names, token, ttl) {
+    return this.#start(new Operation(this.#core.extend(held, ttl), names, token));
   }
 
-  /** Deletes `held`'s keys. Resolves with what `releasedOutcome` (lock.js) reads; never
-   * rejects. */
-  release(held) {
-    const op = new Operation(this.#core.release(held));
+  /** Deletes `held`'s keys (`names`, under `token`). Resolves with what `releasedOutcome`
+   * (lock.js) reads; never rejects. */
+  release(held, names, token) {
+    const op = new Operation(this.#core.release(held), names, token);
     op.mayTail = true;
     return this.#start(op);
   }
@@ -328,7 +375,8 @@ export class Engine {
       op.settled = true;
       op.dispose?.();
       op.dispose = null;
-      if (code === DONE) op.resolve(value);
+      // The token came with the lock's first command, unless that crossed in full.
+      if (code === DONE) op.resolve(op.isAcquire ? [value, op.token ?? value.value()] : value);
       else if (code === FAILED) op.reject(toError(value));
       // The tail, if any: its first step sends what it still has to (a resent `EVAL`).
       const next = op.mayTail ? this.#core.step(id) : IGNORED;

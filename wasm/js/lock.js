@@ -15,9 +15,9 @@ export function releasedOutcome(value) {
   return { clean, report: toReport(encoded) };
 }
 
-function releaseNow(engine, held) {
+function releaseNow(engine, held, names, token) {
   try {
-    return engine.release(held).then(releasedOutcome);
+    return engine.release(held, names, token).then(releasedOutcome);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -29,18 +29,24 @@ export const RENEW_IN = Symbol('quorumlock.renewIn');
 export class Lock {
   #engine;
   #held;
+  // The keys and token the core's commands are built from, out of the caller's reach (the
+  // public `resources` and `value` are plain properties).
+  #names;
+  #token;
   #released = null;
   #extending = null;
   #expiresAt;
 
   /** @internal Locks are made by `Redlock#acquire`. */
-  constructor(engine, held, resources) {
+  constructor(engine, held, resources, token) {
     this.#engine = engine;
     this.#held = held;
+    this.#names = resources;
+    this.#token = token;
     /** The locked keys. */
     this.resources = Object.freeze(resources);
     /** The random token stored under every key. */
-    this.value = held.value();
+    this.value = token;
     this.#expiresAt = Date.now() + held.remainingMs();
   }
 
@@ -87,7 +93,7 @@ export class Lock {
   async extend(ttl) {
     checkTtl(ttl);
     if (this.#released) throw new LockReleasedError('the lock was already released', { code: 'LOCK_RELEASED' });
-    const extending = this.#engine.extend(this.#held, ttl);
+    const extending = this.#engine.extend(this.#held, this.#names, this.#token, ttl);
     this.#extending = extending.catch(() => {});
     await extending;
     this.#expiresAt = Date.now() + this.#held.remainingMs();
@@ -104,8 +110,8 @@ export class Lock {
       // An extension still in flight could set the TTL again after the delete: let it finish.
       this.#released =
         this.#extending === null
-          ? releaseNow(this.#engine, this.#held)
-          : this.#extending.then(() => releaseNow(this.#engine, this.#held));
+          ? releaseNow(this.#engine, this.#held, this.#names, this.#token)
+          : this.#extending.then(() => releaseNow(this.#engine, this.#held, this.#names, this.#token));
     }
     return this.#released;
   }

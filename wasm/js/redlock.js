@@ -63,7 +63,8 @@ export class Redlock {
       settings = hasAny(retry) ? { ...this.#settings, ...retry } : undefined;
     }
     try {
-      return new Lock(this.#engine, await this.#engine.acquire(names, ttl, settings, signal), names);
+      const [held, token] = await this.#engine.acquire(names, ttl, settings, signal);
+      return new Lock(this.#engine, held, names, token);
     } catch (error) {
       if (error instanceof AbortError && signal) throw abortedError(signal);
       throw error;

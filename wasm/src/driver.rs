@@ -3,11 +3,13 @@
 //! Nothing here waits: each call runs an operation as far as it can go — sending what the
 //! core asks through the [`Transport`], handling a reply, a deadline or a cancellation — and
 //! tells JavaScript what to wait for next. A command sent to several nodes crosses to
-//! JavaScript once, as one string, and each send after that is four numbers.
+//! JavaScript once, as its shape (see [`crate::template`]) or else as one string, and each
+//! send after that is four numbers.
 
 use quorumlock::proto::{Arg, Command, Instant, NodeId, Operation, Reply, RequestId};
 
 use crate::host::{self, Clock, Transport};
+use crate::template::{self, Scripts, Shape};
 
 /// What a step tells JavaScript, as one number: the operation is waiting until this
 /// `performance.now()` reading (or `+∞`, for a reply only), or one of the codes below.
@@ -31,17 +33,36 @@ struct Sent {
     request: RequestId,
 }
 
+/// A command JavaScript already has, as it was defined there.
+enum Defined {
+    Shape(Shape),
+    Full(Command),
+}
+
 /// The bookkeeping shared by every kind of operation: requests in flight and the commands
 /// already defined on the JavaScript side.
-#[derive(Default)]
 pub(crate) struct Io {
     in_flight: Vec<Sent>,
-    commands: Vec<Command>,
+    commands: Vec<Defined>,
     defined: u32,
     deadline: Option<Instant>,
+    /// Whether JavaScript holds the operation's token, which shapes leave out.
+    token_known: bool,
 }
 
 impl Io {
+    /// Bookkeeping for a new operation; `token_known` when JavaScript started it with the
+    /// token in hand (an extension or a release of a lock it holds).
+    pub(crate) fn new(token_known: bool) -> Self {
+        Self {
+            in_flight: Vec::new(),
+            commands: Vec::new(),
+            defined: 0,
+            deadline: None,
+            token_known,
+        }
+    }
+
     /// Whether the request sent with `ticket` is still in flight.
     pub(crate) fn sent(&self, ticket: u32) -> bool {
         self.in_flight.iter().any(|sent| sent.ticket == ticket)
@@ -69,16 +90,52 @@ impl Io {
     }
 
     /// The JavaScript number of `command`, defining it there first if it is new.
-    fn number(&mut self, transport: &Transport, op: u32, command: Command) -> u32 {
-        if let Some(at) = self.commands.iter().position(|known| *known == command) {
+    ///
+    /// The commands of one operation differ only in their shape (their keys and token are the
+    /// operation's), so shapes are compared rather than whole commands.
+    fn number(
+        &mut self,
+        transport: &Transport,
+        scripts: &mut Scripts,
+        op: u32,
+        command: Command,
+    ) -> u32 {
+        let shape = template::shape(&command, scripts);
+        let known = self
+            .commands
+            .iter()
+            .position(|known| match (known, &shape) {
+                (Defined::Shape(known), Some(shape)) => known == shape,
+                (Defined::Full(known), None) => *known == command,
+                _ => false,
+            });
+        if let Some(at) = known {
             return self.defined - (self.commands.len() - at) as u32;
         }
         let number = self.defined;
-        transport.define(op, number, &encode(&command));
+        let defined = match shape {
+            Some(shape) => {
+                for (number, script) in scripts.take_new() {
+                    transport.script(number, script.sha1, script.source);
+                }
+                if !self.token_known {
+                    transport.token(op, command.token().as_str());
+                    self.token_known = true;
+                }
+                // No TTL crosses as -1: TTLs are whole milliseconds far below 2^53.
+                let ttl = shape.ttl.map_or(-1.0, |ttl| ttl as f64);
+                transport.define_shape(op, number, shape.name, shape.script, shape.markers, ttl);
+                Defined::Shape(shape)
+            }
+            None => {
+                transport.define(op, number, &encode(&command));
+                Defined::Full(command)
+            }
+        };
         if self.commands.len() == MAX_COMMANDS {
             self.commands.remove(0);
         }
-        self.commands.push(command);
+        self.commands.push(defined);
         self.defined += 1;
         number
     }
@@ -144,6 +201,15 @@ impl Tickets {
     }
 }
 
+/// What the engine lends an operation while it runs: the way to JavaScript and the state
+/// shared by all operations.
+pub(crate) struct Host<'a> {
+    pub(crate) transport: &'a Transport,
+    pub(crate) tickets: &'a mut Tickets,
+    pub(crate) scripts: &'a mut Scripts,
+    pub(crate) clock: &'a Clock,
+}
+
 /// What running an operation to its next wait produced.
 pub(crate) enum Stepped<T> {
     /// The outcome.
@@ -175,20 +241,18 @@ pub(crate) fn step<O: Operation>(
     op: &mut O,
     io: &mut Io,
     id: u32,
-    transport: &Transport,
-    tickets: &mut Tickets,
-    clock: &Clock,
+    host: &mut Host<'_>,
     read_at: Instant,
 ) -> Stepped<O::Output> {
     loop {
-        send_all(op, io, id, transport, tickets);
+        send_all(op, io, id, host);
         if let Some(outcome) = op.poll_outcome() {
             if op.poll_timeout().is_none() {
                 io.forget();
             }
             return Stepped::Done(outcome);
         }
-        if let Some(at) = wait(op, io, clock, read_at) {
+        if let Some(at) = wait(op, io, host.clock, read_at) {
             return Stepped::Waiting(at);
         }
     }
@@ -202,33 +266,31 @@ pub(crate) fn step_tail<O: Operation>(
     op: &mut O,
     io: &mut Io,
     id: u32,
-    transport: &Transport,
-    tickets: &mut Tickets,
-    clock: &Clock,
+    host: &mut Host<'_>,
     read_at: Instant,
 ) -> Option<f64> {
     loop {
-        send_all(op, io, id, transport, tickets);
+        send_all(op, io, id, host);
         if op.poll_timeout().is_none() {
             io.forget();
             return None;
         }
-        if let Some(at) = wait(op, io, clock, read_at) {
+        if let Some(at) = wait(op, io, host.clock, read_at) {
             return Some(at);
         }
     }
 }
 
 /// Sends every request `op` asks for.
-fn send_all<O: Operation>(
-    op: &mut O,
-    io: &mut Io,
-    id: u32,
-    transport: &Transport,
-    tickets: &mut Tickets,
-) {
+fn send_all<O: Operation>(op: &mut O, io: &mut Io, id: u32, host: &mut Host<'_>) {
+    let Host {
+        transport,
+        tickets,
+        scripts,
+        ..
+    } = host;
     while let Some(transmit) = op.poll_transmit() {
-        let number = io.number(transport, id, transmit.command);
+        let number = io.number(transport, scripts, id, transmit.command);
         let ticket = tickets.next();
         io.in_flight.push(Sent {
             ticket,

@@ -24,6 +24,30 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn define(this: &Transport, op: u32, command: u32, args: &str);
 
+    /// Defines command number `command` of operation `op` by its shape (see `template.rs`):
+    /// `name` (0 `SET`, 1 `EVALSHA`, 2 `EVAL`), the number of its `script`, whether the keys'
+    /// waiter `markers` follow them, and its `ttl` (-1 for none). The keys are the operation's,
+    /// the token the one given by [`Transport::token`] or with the lock.
+    #[wasm_bindgen(method, js_name = defineShape)]
+    pub fn define_shape(
+        this: &Transport,
+        op: u32,
+        command: u32,
+        name: u32,
+        script: u32,
+        markers: bool,
+        ttl: f64,
+    );
+
+    /// Script number `number` of commands defined by shape: its SHA1 digest (for `EVALSHA`)
+    /// and its source (for `EVAL`). Given once, before the first command to use it.
+    #[wasm_bindgen(method)]
+    pub fn script(this: &Transport, number: u32, sha1: &str, source: &str);
+
+    /// The token of operation `op`, before its first command defined by shape.
+    #[wasm_bindgen(method)]
+    pub fn token(this: &Transport, op: u32, token: &str);
+
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
 

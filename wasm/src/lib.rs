@@ -16,6 +16,7 @@ mod host;
 mod messages;
 mod reply;
 mod settings;
+mod template;
 mod to_js;
 
 use std::cell::RefCell;
@@ -28,7 +29,7 @@ use quorumlock::proto::{
 };
 use wasm_bindgen::prelude::*;
 
-use driver::{status, Io, Stepped, Tickets};
+use driver::{status, Host, Io, Stepped, Tickets};
 pub use host::Transport;
 use to_js::code;
 
@@ -44,6 +45,7 @@ pub struct RedlockCore {
     last_config: Option<(std::time::Duration, Config)>,
     clock: host::Clock,
     tickets: Tickets,
+    scripts: template::Scripts,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
 }
@@ -90,6 +92,7 @@ impl RedlockCore {
             last_config: None,
             clock: host::Clock::new(),
             tickets: Tickets::default(),
+            scripts: template::Scripts::default(),
             slots: Vec::new(),
             free: Vec::new(),
         })
@@ -119,7 +122,7 @@ impl RedlockCore {
         })?;
         let acquire = Acquire::new(&config, names, token, seed, host::now())
             .map_err(|e| type_error(&messages::resources(&e)))?;
-        Ok(self.insert(Task::Acquire(Box::new(acquire), config)))
+        Ok(self.insert(Task::Acquire(Box::new(acquire), config), false))
     }
 
     /// Starts extending `lock` to `ttl_ms` from now, if a quorum still holds it for us.
@@ -135,7 +138,10 @@ impl RedlockCore {
             let extend = Extend::new(&config, &state.lease, host::seed(), host::now());
             (config, extend)
         };
-        Ok(self.insert(Task::Extend(Box::new(extend), config, lock.state.clone())))
+        Ok(self.insert(
+            Task::Extend(Box::new(extend), config, lock.state.clone()),
+            true,
+        ))
     }
 
     /// Starts deleting `lock`'s keys on every node that still holds them for us. Returns the
@@ -145,7 +151,7 @@ impl RedlockCore {
             let state = lock.state.borrow();
             Release::for_lease(&state.config, &state.lease, host::now())
         };
-        self.insert(Task::Release(release))
+        self.insert(Task::Release(release), true)
     }
 
     /// Runs operation `id` as far as it goes: sends what it asks for. Returns a
@@ -273,9 +279,10 @@ impl RedlockCore {
         Ok(config)
     }
 
-    fn insert(&mut self, task: Task) -> u32 {
+    /// Adds an operation; `token_known` when JavaScript started it with the lock's token.
+    fn insert(&mut self, task: Task, token_known: bool) -> u32 {
         let slot = Some(Slot {
-            io: Io::default(),
+            io: Io::new(token_known),
             task,
         });
         match self.free.pop() {
@@ -296,9 +303,16 @@ impl RedlockCore {
             transport,
             clock,
             tickets,
+            scripts,
             slots,
             ..
         } = self;
+        let mut host = Host {
+            transport,
+            tickets,
+            scripts,
+            clock,
+        };
         let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
@@ -309,18 +323,16 @@ impl RedlockCore {
         let io = &mut slot.io;
         let finished = match &mut slot.task {
             Task::Finished(..) => return status::IGNORED,
-            Task::Tail(op) => match driver::step_tail(op, io, id, transport, tickets, clock, now) {
+            Task::Tail(op) => match driver::step_tail(op, io, id, &mut host, now) {
                 Some(at) => return at,
                 None => Ok(JsValue::UNDEFINED),
             },
-            Task::Acquire(op, config) => {
-                match driver::step(&mut **op, io, id, transport, tickets, clock, now) {
-                    Stepped::Waiting(at) => return at,
-                    Stepped::Done(Ok(lease)) => Ok(HeldLock::new(config.clone(), lease).into()),
-                    Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
-                }
-            }
-            Task::Abort(op) => match driver::step(op, io, id, transport, tickets, clock, now) {
+            Task::Acquire(op, config) => match driver::step(&mut **op, io, id, &mut host, now) {
+                Stepped::Waiting(at) => return at,
+                Stepped::Done(Ok(lease)) => Ok(HeldLock::new(config.clone(), lease).into()),
+                Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
+            },
+            Task::Abort(op) => match driver::step(op, io, id, &mut host, now) {
                 Stepped::Waiting(at) => return at,
                 Stepped::Done(released) => Err(to_js::failure(
                     code::ABORTED,
@@ -329,7 +341,7 @@ impl RedlockCore {
                 )),
             },
             Task::Extend(op, config, state) => {
-                match driver::step(&mut **op, io, id, transport, tickets, clock, now) {
+                match driver::step(&mut **op, io, id, &mut host, now) {
                     Stepped::Waiting(at) => return at,
                     Stepped::Done(Ok(lease)) => {
                         *state.borrow_mut() = HeldState {
@@ -341,7 +353,7 @@ impl RedlockCore {
                     Stepped::Done(Err(error)) => Err(extend_failure(&error)),
                 }
             }
-            Task::Release(op) => match driver::step(op, io, id, transport, tickets, clock, now) {
+            Task::Release(op) => match driver::step(op, io, id, &mut host, now) {
                 Stepped::Waiting(at) => return at,
                 Stepped::Done(released) => Ok(released_value(&released)),
             },
@@ -442,6 +454,13 @@ impl HeldLock {
     pub fn report(&self) -> JsValue {
         to_js::report(self.state.borrow().lease.report())
     }
+}
+
+/// What the release and clean-up scripts put before a key to name its waiter marker; commands
+/// defined by shape (see `template.rs`) have JavaScript add it.
+#[wasm_bindgen(js_name = markerPrefix)]
+pub fn marker_prefix() -> String {
+    quorumlock::proto::WAITING_MARKER_PREFIX.to_owned()
 }
 
 /// The names in `resources`: one string, or an array of strings; a `TypeError` otherwise.
