@@ -15,7 +15,8 @@ mod with_lock;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client};
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use tracing::Instrument;
 
 /// Runs an operation inside its span, or bare when no subscriber wants the span: the
@@ -174,10 +175,19 @@ impl RedlockBuilder {
                 if url.starts_with("rediss://") && !cfg!(feature = "tls") {
                     return Err(BuildError::TlsNotEnabled { index });
                 }
-                Client::open(url.as_str()).map_err(|error| BuildError::InvalidUrl {
+                let invalid = |error: redis::RedisError| BuildError::InvalidUrl {
                     index,
                     reason: error.to_string(),
-                })
+                };
+                // Nagle's algorithm would hold a request back while an earlier one to the same
+                // node is unacknowledged: a release sent to the node still answering the lock
+                // round, or the next lock after it. redis-rs leaves it on by default.
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(invalid)?
+                    .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+                Client::open(info).map_err(invalid)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let background = Arc::new(Background::default());

@@ -1,7 +1,7 @@
 //! The floor: the Redis commands a Redlock acquire and release need, and nothing else.
 //!
 //! `SET key token NX PX ttl` to every node at once over one multiplexed redis-rs connection
-//! each, granted as soon as a quorum said `OK`; release is the classic compare-and-delete
+//! each (with `TCP_NODELAY`), granted as soon as a quorum said `OK`; release is the classic compare-and-delete
 //! script by digest on every node, done as soon as a quorum answered. No retries, no validity
 //! arithmetic, no per-request deadlines, no reports.
 //!
@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::aio::MultiplexedConnection;
-use redis::{Cmd, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, IntoConnectionInfo, Value};
 
 use super::Locker;
 
@@ -60,7 +61,15 @@ impl RawFloor {
         let mut connections = Vec::with_capacity(urls.len());
         let mut release_sha = String::new();
         for url in urls {
-            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+            // TCP_NODELAY, as quorumlock sets it: the floor is the best a client can do with
+            // these commands, and Nagle's algorithm would hold back a request sent while the
+            // previous one to that node is unacknowledged.
+            let info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| e.to_string())?
+                .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+            let client = redis::Client::open(info).map_err(|e| e.to_string())?;
             let mut connection = client
                 .get_multiplexed_async_connection()
                 .await
