@@ -34,7 +34,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p quorumlock --no-default-features --lib -- -D warnings
-	$(CARGO) clippy -p quorumlock --features tls --lib -- -D warnings
+	$(CARGO) clippy -p quorumlock --features tls --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p quorumlock --features test-util -p quorumlock-tower
 
 check:
@@ -45,6 +45,7 @@ check:
 
 unit:
 	$(CARGO) test --workspace
+	$(CARGO) test -p quorumlock --features tls --test client_tls
 
 ## Build the npm package into wasm/pkg: the core for wasm32, the wasm-bindgen glue, wasm-opt,
 ## the JavaScript API; prints the raw and gzipped sizes.

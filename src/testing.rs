@@ -22,6 +22,12 @@
 //! // Dropping the cluster kills every process and removes its directory.
 //! ```
 //!
+//! [`RedisCluster::start_tls`] starts nodes that accept only TLS
+//! (`rediss://` URLs), with certificates from a throwaway
+//! [`TlsAuthority`]; the client side has to trust that authority's
+//! certificate, for instance through the `SSL_CERT_FILE` environment
+//! variable that rustls' native certificate store reads.
+//!
 //! The binary is taken from the `QUORUMLOCK_REDIS_SERVER` environment
 //! variable if it is set, otherwise `redis-server` is looked up on `PATH`.
 //! Nodes run without persistence, so a restarted node has lost every key,
@@ -52,6 +58,10 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
 /// Environment variable naming the `redis-server` binary to run.
 ///
@@ -74,6 +84,19 @@ const OUTPUT_TAIL: usize = 30;
 /// case-insensitively because Redis before 5.0 wrote "The server is now ready
 /// to accept connections".
 const READY_MARKER: &str = "ready to accept connections";
+
+/// Where a TLS node finds its certificate, its private key and its
+/// authority's certificate, inside its own directory.
+const TLS_CERT_FILE: &str = "tls-node.crt";
+const TLS_KEY_FILE: &str = "tls-node.key";
+const TLS_CA_CERT_FILE: &str = "tls-ca.crt";
+
+/// The names a node's certificate is valid for: clients connect to
+/// `127.0.0.1`, and `localhost` costs nothing.
+const TLS_NODE_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
+
+/// Distinguishes the authorities created by one test process.
+static AUTHORITY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Distinguishes the directories of nodes started by one test process.
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -102,6 +125,11 @@ pub enum HarnessError {
     NoSuchNode(usize),
     /// Sending a signal failed; `ESRCH` means the node is not running.
     Signal(nix::Error),
+    /// Generating a TLS key or certificate failed.
+    Certificate {
+        /// What the certificate library reported.
+        detail: String,
+    },
 }
 
 impl fmt::Display for HarnessError {
@@ -123,6 +151,17 @@ impl fmt::Display for HarnessError {
             }
             Self::NoSuchNode(index) => write!(f, "no redis node with index {index}"),
             Self::Signal(errno) => write!(f, "could not signal redis-server: {errno}"),
+            Self::Certificate { detail } => {
+                write!(f, "could not generate a TLS test certificate: {detail}")
+            }
+        }
+    }
+}
+
+impl HarnessError {
+    fn certificate(error: rcgen::Error) -> Self {
+        Self::Certificate {
+            detail: error.to_string(),
         }
     }
 }
@@ -134,6 +173,103 @@ impl std::error::Error for HarnessError {
             Self::Signal(errno) => Some(errno),
             _ => None,
         }
+    }
+}
+
+/// A throwaway certificate authority that signs the certificates of TLS nodes
+/// (see [`RedisCluster::start_tls`]).
+///
+/// Its key lives only in memory and its certificate is trusted by nothing
+/// until a test says so, so it can vouch for nothing outside the test. One
+/// authority can sign the nodes of several clusters, which lets a test
+/// process trust a single certificate for all of them.
+pub struct TlsAuthority {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TlsAuthority {
+    /// Generates a new key pair and a self-signed CA certificate.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Certificate`] if key generation or signing fails.
+    pub fn new() -> Result<Self, HarnessError> {
+        let key = KeyPair::generate().map_err(HarnessError::certificate)?;
+        let mut params = CertificateParams::default();
+        // A subject of its own: a node certificate whose issuer and subject
+        // names were equal would look self-signed to a verifier.
+        // Unique within the process (and across processes, mostly): a verifier
+        // that finds a trusted CA of the same name checks the signature
+        // against it and reports a bad signature instead of an unknown issuer.
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!(
+                "quorumlock throwaway test CA {}-{}",
+                std::process::id(),
+                AUTHORITY_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params
+            .self_signed(&key)
+            .map_err(HarnessError::certificate)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The authority's certificate in PEM, for clients to trust.
+    #[must_use]
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A fresh key and a certificate for [`TLS_NODE_NAMES`], signed by this
+    /// authority.
+    fn issue_node_certificate(&self) -> Result<NodeCertificate, HarnessError> {
+        let key = KeyPair::generate().map_err(HarnessError::certificate)?;
+        let names = TLS_NODE_NAMES.map(String::from).to_vec();
+        let mut params = CertificateParams::new(names).map_err(HarnessError::certificate)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "quorumlock test node");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(HarnessError::certificate)?;
+        Ok(NodeCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_cert_pem: self.cert_pem.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for TlsAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The private key stays out of test output.
+        f.debug_struct("TlsAuthority")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a TLS node needs on disk, in PEM.
+struct NodeCertificate {
+    cert_pem: String,
+    key_pem: String,
+    ca_cert_pem: String,
+}
+
+impl NodeCertificate {
+    fn write_to(&self, dir: &Path) -> io::Result<()> {
+        std::fs::write(dir.join(TLS_CERT_FILE), &self.cert_pem)?;
+        std::fs::write(dir.join(TLS_KEY_FILE), &self.key_pem)?;
+        std::fs::write(dir.join(TLS_CA_CERT_FILE), &self.ca_cert_pem)
     }
 }
 
@@ -164,7 +300,9 @@ impl RedisCluster {
     /// command line, e.g. `&["--requirepass", "secret"]`.
     ///
     /// The harness relies on `--port`, `--bind`, `--daemonize no`, `--dir`
-    /// and on logging at `notice` level to stdout; overriding those breaks it.
+    /// and on logging at `notice` level to stdout (and on the `--tls-*`
+    /// options of [`start_tls`](Self::start_tls) nodes); overriding those
+    /// breaks it.
     ///
     /// # Errors
     ///
@@ -190,13 +328,54 @@ impl RedisCluster {
         n: usize,
         extra_args: &[&str],
     ) -> Result<Self, HarnessError> {
-        let program = program.as_ref();
+        Self::start_nodes(program.as_ref(), n, extra_args, None)
+    }
+
+    /// Starts `n` servers that accept only TLS, with certificates signed by
+    /// `authority`, and waits until each is ready. Their
+    /// [`urls`](Self::urls) are `rediss://127.0.0.1:PORT`; a client must
+    /// trust [`authority.cert_pem()`](TlsAuthority::cert_pem) to connect.
+    ///
+    /// Every node gets its own key and certificate, valid for `127.0.0.1`
+    /// and `localhost`, and does not ask clients for certificates. Each
+    /// server listens on a TLS port only (`--port 0`), so a plain `redis://`
+    /// connection never reaches a Redis prompt. Kill, pause, resume and
+    /// restart work as for [`start`](Self::start); a restarted node keeps
+    /// its certificate.
+    ///
+    /// The binary must have been built with TLS support.
+    ///
+    /// # Errors
+    ///
+    /// As for [`start`](Self::start), plus [`HarnessError::Certificate`] if
+    /// a node certificate cannot be generated. A binary without TLS support
+    /// rejects the TLS options, which is reported as
+    /// [`HarnessError::NotReady`].
+    pub fn start_tls(n: usize, authority: &TlsAuthority) -> Result<Self, HarnessError> {
+        let certificates = (0..n)
+            .map(|_| authority.issue_node_certificate())
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::start_nodes(&default_program(), n, &[], Some(&certificates))
+    }
+
+    /// Starts `n` nodes in parallel; `certificates`, one per node, makes them
+    /// TLS nodes.
+    fn start_nodes(
+        program: &OsStr,
+        n: usize,
+        extra_args: &[&str],
+        certificates: Option<&[NodeCertificate]>,
+    ) -> Result<Self, HarnessError> {
         let args: Vec<OsString> = extra_args.iter().map(OsString::from).collect();
+        let args = &args;
         // In parallel, because start-up is dominated by waiting for each
         // server's first log lines, and large clusters would add up.
         let results: Vec<Result<RedisNode, HarnessError>> = thread::scope(|scope| {
             let handles: Vec<_> = (0..n)
-                .map(|_| scope.spawn(|| RedisNode::start(program, &args)))
+                .map(|i| {
+                    let certificate = certificates.map(|certificates| &certificates[i]);
+                    scope.spawn(move || RedisNode::start(program, args, certificate))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -253,7 +432,7 @@ impl RedisCluster {
         &self.nodes
     }
 
-    /// `redis://127.0.0.1:PORT` for every node, in index order, including
+    /// [`RedisNode::url`] for every node, in index order, including
     /// nodes that are currently killed (their port stays reserved for
     /// [`restart`](Self::restart)).
     #[must_use]
@@ -323,13 +502,20 @@ pub struct RedisNode {
     program: OsString,
     args: Vec<OsString>,
     dir: PathBuf,
+    /// Whether the node listens for TLS only, with the certificate files in
+    /// `dir`.
+    tls: bool,
     /// `None` while killed. Behind a mutex so that every operation can take
     /// `&self`, and so that two threads cannot restart the node at once.
     child: Mutex<Option<Child>>,
 }
 
 impl RedisNode {
-    fn start(program: &OsStr, args: &[OsString]) -> Result<Self, HarnessError> {
+    fn start(
+        program: &OsStr,
+        args: &[OsString],
+        certificate: Option<&NodeCertificate>,
+    ) -> Result<Self, HarnessError> {
         let mut attempt = 1;
         loop {
             let port = free_port()?;
@@ -347,8 +533,14 @@ impl RedisNode {
                 program: program.to_owned(),
                 args: args.to_vec(),
                 dir,
+                tls: certificate.is_some(),
                 child: Mutex::new(None),
             };
+            if let Some(certificate) = certificate {
+                certificate
+                    .write_to(&node.dir)
+                    .map_err(HarnessError::Spawn)?;
+            }
             match node.launch() {
                 Ok(child) => {
                     *node.lock() = Some(child);
@@ -360,7 +552,8 @@ impl RedisNode {
         }
     }
 
-    /// The TCP port this node listens on; it never changes.
+    /// The TCP port this node listens on (for TLS only on a TLS node); it
+    /// never changes.
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
@@ -372,10 +565,19 @@ impl RedisNode {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://127.0.0.1:PORT` for a TLS
+    /// node.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the node accepts only TLS connections (see
+    /// [`RedisCluster::start_tls`]).
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The server's working directory (`--dir`), removed when the node is
@@ -477,9 +679,24 @@ impl RedisNode {
 
     /// Spawns the server and blocks until it logs readiness, exits or times out.
     fn launch(&self) -> Result<Child, LaunchFailure> {
-        let mut child = Command::new(&self.program)
-            .arg("--port")
-            .arg(self.port.to_string())
+        let mut command = Command::new(&self.program);
+        if self.tls {
+            // Port 0 closes the plain listener: a client that forgot TLS
+            // must fail rather than quietly talk in the clear.
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.join(TLS_CERT_FILE))
+                .arg("--tls-key-file")
+                .arg(self.dir.join(TLS_KEY_FILE))
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join(TLS_CA_CERT_FILE))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
+        let mut child = command
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
