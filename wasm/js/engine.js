@@ -3,8 +3,9 @@
 // per operation. The core never waits on JavaScript and JavaScript never waits inside the core:
 // every call into it runs an operation as far as it goes and answers with one number.
 
-import { RedlockCore, markerPrefix } from './quorumlock_wasm.js';
+import { RedlockCore, markerPrefix, wasmMemory } from './quorumlock_wasm.js';
 import { toError } from './errors.js';
+import { releasedOutcome } from './lock.js';
 
 // What a call into the core answers besides a deadline (see the crate's driver.rs).
 const DONE = -1;
@@ -93,6 +94,11 @@ export function buildCommand(name, scriptText, markers, ttl, names, token, marke
   return args;
 }
 
+// Kinds of operation, for what they resolve with.
+const OTHER = 0;
+const ACQUIRE = 1;
+const RELEASE = 2;
+
 /** One operation in flight. */
 class Operation {
   /** `names`: the keys it is about; `token`: the lock's token, when known at the start. */
@@ -112,8 +118,8 @@ class Operation {
     /** Whether the core may keep it past its outcome: only a release, or the clean-up of a
      * cancelled acquire, has a tail (see the crate's lib.rs). */
     this.mayTail = false;
-    /** Whether it is an acquire, which resolves with the lock's token besides. */
-    this.isAcquire = false;
+    /** What it resolves with: an acquire adds the lock's token, a release reads its outcome. */
+    this.kind = OTHER;
   }
 }
 
@@ -228,6 +234,10 @@ export class Engine {
   #scriptTexts = [];
   /** What the core puts before a key to name its waiter marker. */
   #markerPrefix = markerPrefix();
+  /** Where the core leaves a release's numbers, and a view on them (see `#readOutcome`). */
+  #memory = wasmMemory();
+  #outcomeAddress;
+  #outcomeView = null;
 
   constructor(executors, settings) {
     this.#executors = executors;
@@ -251,6 +261,27 @@ export class Engine {
       send: (id, node, ticket, number) => this.#send(id, node, ticket, ops[id].commands[number]),
     };
     this.#core = new RedlockCore(transport, executors.length, settings);
+    this.#outcomeAddress = this.#core.outcomeAddress();
+  }
+
+  /** What operation `op`'s promise resolves with, from the value the core finished it with. */
+  #resolution(op, value) {
+    // The token came with the lock's first command, unless that crossed in full.
+    if (op.kind === ACQUIRE) return [value, op.token ?? value.value()];
+    if (op.kind === RELEASE) return releasedOutcome(typeof value === 'number' ? this.#readOutcome(value) : value);
+    return value;
+  }
+
+  /** The `count` numbers the core left at its outcome address, valid until the next call into
+   * the core: read them before making one. */
+  #readOutcome(count) {
+    let view = this.#outcomeView;
+    // A view on memory that has grown since is detached and reads as empty.
+    if (view === null || view.length !== count) {
+      view = new Float64Array(this.#memory.buffer, this.#outcomeAddress, count);
+      this.#outcomeView = view;
+    }
+    return view;
   }
 
 
@@ -265,7 +296,7 @@ export class Engine {
     // A single key crosses as itself, without an array to walk through.
     const id = this.#core.acquire(names.length === 1 ? names[0] : names, ttl, options);
     const op = new Operation(id, names, null);
-    op.isAcquire = true;
+    op.kind = ACQUIRE;
     if (signal) {
       // Later, not inside the abort event: whoever aborted may be running inside the core.
       const onAbort = () =>
@@ -286,10 +317,11 @@ export class Engine {
     return this.#start(new Operation(this.#core.extend(held, ttl), names, token));
   }
 
-  /** Deletes `held`'s keys (`names`, under `token`). Resolves with what `releasedOutcome`
-   * (lock.js) reads; never rejects. */
+  /** Deletes `held`'s keys (`names`, under `token`). Resolves with `{ clean, report }`; never
+   * rejects. */
   release(held, names, token) {
     const op = new Operation(this.#core.release(held), names, token);
+    op.kind = RELEASE;
     op.mayTail = true;
     return this.#start(op);
   }
@@ -375,8 +407,7 @@ export class Engine {
       op.settled = true;
       op.dispose?.();
       op.dispose = null;
-      // The token came with the lock's first command, unless that crossed in full.
-      if (code === DONE) op.resolve(op.isAcquire ? [value, op.token ?? value.value()] : value);
+      if (code === DONE) op.resolve(this.#resolution(op, value));
       else if (code === FAILED) op.reject(toError(value));
       // The tail, if any: its first step sends what it still has to (a resent `EVAL`).
       const next = op.mayTail ? this.#core.step(id) : IGNORED;

@@ -6,7 +6,8 @@ import { checkTtl } from './options.js';
 /**
  * What `Lock#release` resolves with, `{ clean, report }`, from what the core gives: a
  * `Float64Array` of `clean` (1 or 0) and the report's numbers when no node failed, else
- * `[clean, [numbers, details]]` (see the crate's to_js.rs).
+ * `[clean, [numbers, details]]` (see the crate's to_js.rs). The numbers are read at once:
+ * the array may be a view the core writes over later.
  */
 export function releasedOutcome(value) {
   if (value instanceof Float64Array) return { clean: value[0] === 1, report: reportOf(value, null, 1) };
@@ -17,7 +18,7 @@ export function releasedOutcome(value) {
 
 function releaseNow(engine, held, names, token) {
   try {
-    return engine.release(held, names, token).then(releasedOutcome);
+    return engine.release(held, names, token);
   } catch (error) {
     return Promise.reject(error);
   }

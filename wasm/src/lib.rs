@@ -48,11 +48,22 @@ pub struct RedlockCore {
     scripts: template::Scripts,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
+    /// The numbers of the last release `finish` handed out, which JavaScript reads in place
+    /// (see [`RedlockCore::outcome_address`]): a view on memory costs it less than a new
+    /// `Float64Array` per release. Its length is fixed, so it never moves.
+    outcome: Box<[f64]>,
 }
 
 struct Slot {
     io: Io,
     task: Task,
+}
+
+/// What a finished operation hands out.
+enum Outcome {
+    Value(JsValue),
+    /// Numbers to read from [`RedlockCore::outcome`], as a release without failures ends.
+    Numbers(Vec<f64>),
 }
 
 enum Task {
@@ -63,7 +74,7 @@ enum Task {
     Release(Release),
     /// Over; `finish` hands out the value. A release (or an abort's) that still awaits slower
     /// nodes comes along, to become a [`Task::Tail`] then.
-    Finished(Result<JsValue, JsValue>, Option<Release>),
+    Finished(Result<Outcome, JsValue>, Option<Release>),
     /// A release whose outcome was handed out, finishing the requests it still wants answered
     /// (see [`Release`]). Driven like any operation until it answers `DONE`.
     Tail(Release),
@@ -95,6 +106,7 @@ impl RedlockCore {
             scripts: template::Scripts::default(),
             slots: Vec::new(),
             free: Vec::new(),
+            outcome: vec![0.0; 1 + 3 * nodes].into_boxed_slice(),
         })
     }
 
@@ -230,8 +242,11 @@ impl RedlockCore {
     }
 
     /// The result of finished operation `id`: a [`HeldLock`] for an acquire, `true` for an
-    /// extension, the outcome of `to_js::released` for a release, or `[code, message, report, retryAfterMs]`
-    /// for a failure; `undefined` for no such operation. The operation is then forgotten,
+    /// extension, the outcome of a release, or `[code, message, report, retryAfterMs]` for a
+    /// failure; `undefined` for no such operation. A release's outcome is
+    /// `[clean, [numbers, details]]` when a node failed; otherwise it is a count `n`, and the
+    /// outcome is the first `n` numbers at [`RedlockCore::outcome_address`] (`clean` as 1 or 0,
+    /// then `status, errorKind, latencyMs` per node), valid until the next call into the core. The operation is then forgotten,
     /// unless it still awaits slower nodes (a release, or the clean-up of an aborted acquire,
     /// decided by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies
     /// and deadlines like any operation until it answers `-1`, and finishes once more
@@ -258,8 +273,21 @@ impl RedlockCore {
             }
         }
         match result {
-            Ok(value) | Err(value) => value,
+            Ok(Outcome::Value(value)) | Err(value) => value,
+            Ok(Outcome::Numbers(numbers)) => match self.outcome.get_mut(..numbers.len()) {
+                Some(room) => {
+                    room.copy_from_slice(&numbers);
+                    JsValue::from_f64(numbers.len() as f64)
+                }
+                None => js_sys::Float64Array::from(&numbers[..]).into(),
+            },
         }
+    }
+
+    /// Where in the module's memory (a byte offset) `finish` leaves the numbers of a release.
+    #[wasm_bindgen(js_name = outcomeAddress)]
+    pub fn outcome_address(&self) -> u32 {
+        u32::try_from(self.outcome.as_ptr() as usize).unwrap_or(0)
     }
 }
 
@@ -325,11 +353,13 @@ impl RedlockCore {
             Task::Finished(..) => return status::IGNORED,
             Task::Tail(op) => match driver::step_tail(op, io, id, &mut host, now) {
                 Some(at) => return at,
-                None => Ok(JsValue::UNDEFINED),
+                None => Ok(Outcome::Value(JsValue::UNDEFINED)),
             },
             Task::Acquire(op, config) => match driver::step(&mut **op, io, id, &mut host, now) {
                 Stepped::Waiting(at) => return at,
-                Stepped::Done(Ok(lease)) => Ok(HeldLock::new(config.clone(), lease).into()),
+                Stepped::Done(Ok(lease)) => {
+                    Ok(Outcome::Value(HeldLock::new(config.clone(), lease).into()))
+                }
                 Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
             },
             Task::Abort(op) => match driver::step(op, io, id, &mut host, now) {
@@ -348,14 +378,14 @@ impl RedlockCore {
                             config: config.clone(),
                             lease,
                         };
-                        Ok(JsValue::TRUE)
+                        Ok(Outcome::Value(JsValue::TRUE))
                     }
                     Stepped::Done(Err(error)) => Err(extend_failure(&error)),
                 }
             }
             Task::Release(op) => match driver::step(op, io, id, &mut host, now) {
                 Stepped::Waiting(at) => return at,
-                Stepped::Done(released) => Ok(released_value(&released)),
+                Stepped::Done(released) => Ok(released_outcome(&released)),
             },
         };
         let code = if finished.is_ok() {
@@ -375,7 +405,7 @@ impl RedlockCore {
 
 /// What a task is left as while its parts are moved out.
 fn finished_placeholder() -> Task {
-    Task::Finished(Ok(JsValue::UNDEFINED), None)
+    Task::Finished(Ok(Outcome::Value(JsValue::UNDEFINED)), None)
 }
 
 fn acquire_failure(error: &AcquireError) -> JsValue {
@@ -386,8 +416,11 @@ fn extend_failure(error: &ExtendError) -> JsValue {
     to_js::extend_failure(error)
 }
 
-fn released_value(released: &Released) -> JsValue {
-    to_js::released(released.is_clean(), &released.report)
+fn released_outcome(released: &Released) -> Outcome {
+    match to_js::released(released.is_clean(), &released.report) {
+        to_js::Released::Numbers(numbers) => Outcome::Numbers(numbers),
+        to_js::Released::Value(value) => Outcome::Value(value),
+    }
 }
 
 struct HeldState {
@@ -454,6 +487,13 @@ impl HeldLock {
     pub fn report(&self) -> JsValue {
         to_js::report(self.state.borrow().lease.report())
     }
+}
+
+/// The module's memory, where JavaScript reads a release's numbers (see
+/// [`RedlockCore::finish`]).
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
 }
 
 /// What the release and clean-up scripts put before a key to name its waiter marker; commands

@@ -32,20 +32,27 @@ pub(crate) fn report(report: &Report) -> JsValue {
     )
 }
 
-/// A release's outcome. When no node failed (nothing but numbers to tell), one
-/// `Float64Array`: `clean` as 1 or 0, then the numbers of [`report`]; otherwise
-/// `[clean, [numbers, details]]`.
-pub(crate) fn released(clean: bool, report: &Report) -> JsValue {
+/// What a release ends with.
+pub(crate) enum Released {
+    /// No node failed, so there are only numbers to tell: `clean` as 1 or 0, then those of
+    /// [`report`]. JavaScript reads them from the module's memory (see `RedlockCore::finish`).
+    Numbers(Vec<f64>),
+    /// `[clean, [numbers, details]]`.
+    Value(JsValue),
+}
+
+/// A release's outcome.
+pub(crate) fn released(clean: bool, report: &Report) -> Released {
     let mut numbers = Vec::with_capacity(1 + report.nodes().len() * 3);
     numbers.push(if clean { 1.0 } else { 0.0 });
     if !push_numbers(report, &mut numbers) {
-        return Float64Array::from(&numbers[..]).into();
+        return Released::Numbers(numbers);
     }
     let encoded = pair(
         Float64Array::from(&numbers[1..]).into(),
         details(report, true),
     );
-    pair(JsValue::from_bool(clean), encoded)
+    Released::Value(pair(JsValue::from_bool(clean), encoded))
 }
 
 /// Appends `status, errorKind, latencyMs` per node to `numbers`; tells whether a node failed.
