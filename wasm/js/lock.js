@@ -36,7 +36,8 @@ export class Lock {
   #token;
   #released = null;
   #extending = null;
-  #expiresAt;
+  /** Worked out when first asked for (null until then), rather than for every lock. */
+  #expiresAt = null;
 
   /** @internal Locks are made by `Redlock#acquire`. */
   constructor(engine, held, resources, token) {
@@ -48,12 +49,12 @@ export class Lock {
     this.resources = Object.freeze(resources);
     /** The random token stored under every key. */
     this.value = token;
-    this.#expiresAt = Date.now() + held.remainingMs();
   }
 
   /** Wall-clock time (ms since the epoch) after which the lock must not be relied on. For
    * decisions prefer `remaining()`, which reads the monotonic clock. */
   get expiresAt() {
+    if (this.#expiresAt === null) this.#expiresAt = Date.now() + this.#held.validForMs();
     return this.#expiresAt;
   }
 
@@ -97,7 +98,7 @@ export class Lock {
     const extending = this.#engine.extend(this.#held, this.#names, this.#token, ttl);
     this.#extending = extending.catch(() => {});
     await extending;
-    this.#expiresAt = Date.now() + this.#held.remainingMs();
+    this.#expiresAt = null;
     return this;
   }
 

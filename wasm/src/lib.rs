@@ -470,6 +470,19 @@ impl HeldLock {
         millis(self.state.borrow().lease.remaining(host::now()))
     }
 
+    /// Milliseconds from now until the validity ends: negative once it has ended, unlike
+    /// [`HeldLock::remaining_ms`].
+    #[wasm_bindgen(js_name = validForMs)]
+    pub fn valid_for_ms(&self) -> f64 {
+        let valid_until = self.state.borrow().lease.valid_until();
+        let now = host::now();
+        if valid_until >= now {
+            millis(valid_until.saturating_duration_since(now))
+        } else {
+            -millis(now.saturating_duration_since(valid_until))
+        }
+    }
+
     /// Milliseconds from now until an automatic extension should start (zero if overdue).
     #[wasm_bindgen(js_name = renewInMs)]
     pub fn renew_in_ms(&self) -> f64 {
