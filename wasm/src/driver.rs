@@ -9,7 +9,7 @@
 use quorumlock::proto::{Arg, Command, Instant, NodeId, Operation, Reply, RequestId};
 
 use crate::host::{self, Clock, Transport};
-use crate::template::{self, Scripts, Shape};
+use crate::template::{self, Scripts};
 
 /// What a step tells JavaScript, as one number: the operation is waiting until this
 /// `performance.now()` reading (or `+∞`, for a reply only), or one of the codes below.
@@ -33,9 +33,9 @@ struct Sent {
     request: RequestId,
 }
 
-/// A command JavaScript already has, as it was defined there.
+/// A command JavaScript already has, as it was defined there: by shape, or in full.
 enum Defined {
-    Shape(Shape),
+    Shape(template::Key),
     Full(Command),
 }
 
@@ -91,8 +91,9 @@ impl Io {
 
     /// The JavaScript number of `command`, defining it there first if it is new.
     ///
-    /// The commands of one operation differ only in their shape (their keys and token are the
-    /// operation's), so shapes are compared rather than whole commands.
+    /// The commands of one operation differ only in what their [`template::Key`] holds (their
+    /// keys and token are the operation's), so keys are compared rather than whole commands,
+    /// and a command is checked against its shape only when it is new.
     fn number(
         &mut self,
         transport: &Transport,
@@ -100,20 +101,16 @@ impl Io {
         op: u32,
         command: Command,
     ) -> u32 {
-        let shape = template::shape(&command, scripts);
-        let known = self
-            .commands
-            .iter()
-            .position(|known| match (known, &shape) {
-                (Defined::Shape(known), Some(shape)) => known == shape,
-                (Defined::Full(known), None) => *known == command,
-                _ => false,
-            });
+        let key = template::key(&command);
+        let known = self.commands.iter().position(|known| match known {
+            Defined::Shape(known) => *known == key,
+            Defined::Full(known) => *known == command,
+        });
         if let Some(at) = known {
             return self.defined - (self.commands.len() - at) as u32;
         }
         let number = self.defined;
-        let defined = match shape {
+        let defined = match template::shape(&command, scripts) {
             Some(shape) => {
                 for (number, script) in scripts.take_new() {
                     transport.script(number, script.sha1, script.source);
@@ -125,7 +122,7 @@ impl Io {
                 // No TTL crosses as -1: TTLs are whole milliseconds far below 2^53.
                 let ttl = shape.ttl.map_or(-1.0, |ttl| ttl as f64);
                 transport.define_shape(op, number, shape.name, shape.script, shape.markers, ttl);
-                Defined::Shape(shape)
+                Defined::Shape(key)
             }
             None => {
                 transport.define(op, number, &encode(&command));

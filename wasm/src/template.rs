@@ -28,6 +28,46 @@ pub(crate) struct Shape {
     pub(crate) ttl: Option<u64>,
 }
 
+/// What tells the commands of one operation apart: they all name its keys and carry its token,
+/// so two with the same kind, script, markers and TTL are the same command. Cheap to compare
+/// for every request sent, unlike the commands (whose scripts compare by their text).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key {
+    name: u32,
+    script: Option<&'static Script>,
+    markers: bool,
+    ttl: Option<u64>,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        let same_script = match (self.script, other.script) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.name == other.name
+            && same_script
+            && self.markers == other.markers
+            && self.ttl == other.ttl
+    }
+}
+
+/// The [`Key`] of `command`.
+pub(crate) fn key(command: &Command) -> Key {
+    let (name, script) = match command.kind() {
+        CommandKind::SetNx => (SET, None),
+        CommandKind::EvalSha(script) => (EVALSHA, Some(script)),
+        CommandKind::Eval(script) => (EVAL, Some(script)),
+    };
+    Key {
+        name,
+        script,
+        markers: !command.markers().is_empty(),
+        ttl: command.ttl_ms(),
+    }
+}
+
 /// The scripts the commands so far ran, numbered in order of first use: a script's digest and
 /// source cross to JavaScript once, with its number (see [`Scripts::take_new`]).
 #[derive(Default)]
