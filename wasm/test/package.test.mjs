@@ -25,6 +25,7 @@ const redlock = new Redlock(clients.map(ioredisExecutor));
 const lock = await redlock.acquire('invoice:42', 10_000);
 console.log('locked', lock.value, lock.report.map((node) => node.status).join(' '));
 await lock.release();
+await redlock.flush(); // the slower nodes' deletions, before the connections close
 await Promise.all(clients.map((client) => client.quit()));
 `;
 
