@@ -293,8 +293,9 @@ export class Engine {
    * deleted on every node and the promise rejects with code `ABORTED`.
    */
   acquire(names, ttl, options, signal) {
-    // A single key crosses as itself, without an array to walk through.
-    const id = this.#core.acquire(names.length === 1 ? names[0] : names, ttl, options);
+    // A single key crosses as a string argument, without an array to walk through.
+    const id =
+      names.length === 1 ? this.#core.acquireKey(names[0], ttl, options) : this.#core.acquire(names, ttl, options);
     const op = new Operation(id, names, null);
     op.kind = ACQUIRE;
     if (signal) {

@@ -110,31 +110,36 @@ impl RedlockCore {
         })
     }
 
-    /// Starts acquiring `resources` (a key, or an array of keys) for `ttl_ms`, with the
-    /// constructor's settings, or with `options` when given (all settings, retry options
-    /// included). Returns the operation's id; nothing is sent before [`RedlockCore::step`].
-    /// Throws a `TypeError` or a `RangeError` for input the core cannot use.
+    /// Starts acquiring `resources` for `ttl_ms`, with the constructor's settings, or with
+    /// `options` when given (all settings, retry options included). Returns the operation's
+    /// id; nothing is sent before [`RedlockCore::step`]. Throws a `TypeError` or a
+    /// `RangeError` for input the core cannot use.
     pub fn acquire(
         &mut self,
-        resources: &JsValue,
+        resources: Array,
         ttl_ms: f64,
         options: &JsValue,
     ) -> Result<u32, JsValue> {
-        let names = resource_names(resources)?;
-        let ttl = duration_ms(ttl_ms, "ttl")?;
-        let config = if options.is_undefined() {
-            self.default_config(ttl)?
-        } else {
-            let mut settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
-            settings.ttl = ttl;
-            Config::new(self.nodes, settings).map_err(|e| range_error(&messages::config(&e)))?
-        };
-        let (token, seed) = host::token_and_seed().map_err(|_| {
-            JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
-        })?;
-        let acquire = Acquire::new(&config, names, token, seed, host::now())
-            .map_err(|e| type_error(&messages::resources(&e)))?;
-        Ok(self.insert(Task::Acquire(Box::new(acquire), config), false))
+        let mut names = Vec::with_capacity(resources.length() as usize);
+        for (index, resource) in resources.iter().enumerate() {
+            match resource.as_string() {
+                Some(name) => names.push(name),
+                None => return Err(type_error(&format!("resource {index} is not a string"))),
+            }
+        }
+        self.start_acquire(names, ttl_ms, options)
+    }
+
+    /// [`RedlockCore::acquire`] of the one key `resource`, which crosses as a string argument
+    /// rather than through an array.
+    #[wasm_bindgen(js_name = acquireKey)]
+    pub fn acquire_key(
+        &mut self,
+        resource: String,
+        ttl_ms: f64,
+        options: &JsValue,
+    ) -> Result<u32, JsValue> {
+        self.start_acquire(vec![resource], ttl_ms, options)
     }
 
     /// Starts extending `lock` to `ttl_ms` from now, if a quorum still holds it for us.
@@ -292,6 +297,29 @@ impl RedlockCore {
 }
 
 impl RedlockCore {
+    /// The body of [`RedlockCore::acquire`] and [`RedlockCore::acquire_key`].
+    fn start_acquire(
+        &mut self,
+        names: Vec<String>,
+        ttl_ms: f64,
+        options: &JsValue,
+    ) -> Result<u32, JsValue> {
+        let ttl = duration_ms(ttl_ms, "ttl")?;
+        let config = if options.is_undefined() {
+            self.default_config(ttl)?
+        } else {
+            let mut settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
+            settings.ttl = ttl;
+            Config::new(self.nodes, settings).map_err(|e| range_error(&messages::config(&e)))?
+        };
+        let (token, seed) = host::token_and_seed().map_err(|_| {
+            JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
+        })?;
+        let acquire = Acquire::new(&config, names, token, seed, host::now())
+            .map_err(|e| type_error(&messages::resources(&e)))?;
+        Ok(self.insert(Task::Acquire(Box::new(acquire), config), false))
+    }
+
     /// The configuration of the constructor's settings with `ttl`.
     fn default_config(&mut self, ttl: std::time::Duration) -> Result<Config, JsValue> {
         if let Some((last_ttl, config)) = &self.last_config {
@@ -514,26 +542,6 @@ pub fn wasm_memory() -> JsValue {
 #[wasm_bindgen(js_name = markerPrefix)]
 pub fn marker_prefix() -> String {
     quorumlock::proto::WAITING_MARKER_PREFIX.to_owned()
-}
-
-/// The names in `resources`: one string, or an array of strings; a `TypeError` otherwise.
-fn resource_names(resources: &JsValue) -> Result<Vec<String>, JsValue> {
-    if let Some(name) = resources.as_string() {
-        return Ok(vec![name]);
-    }
-    let Some(list) = resources.dyn_ref::<Array>() else {
-        return Err(type_error(
-            "resources must be a string or an array of strings",
-        ));
-    };
-    let mut names = Vec::with_capacity(list.length() as usize);
-    for (index, resource) in list.iter().enumerate() {
-        match resource.as_string() {
-            Some(name) => names.push(name),
-            None => return Err(type_error(&format!("resource {index} is not a string"))),
-        }
-    }
-    Ok(names)
 }
 
 /// A TTL in milliseconds as a duration; a `RangeError` naming `name` when it cannot be one.
