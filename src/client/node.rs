@@ -1,10 +1,13 @@
 //! One Redis node: a lazily (re)connected multiplexed redis-rs connection.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::future::{FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 
@@ -79,9 +82,14 @@ struct NodeState {
     client: Client,
     connection_config: AsyncConnectionConfig,
     current: Mutex<Option<Connected>>,
-    /// Serialises connection attempts: one task connects while the others wait for its result.
-    connect_gate: tokio::sync::Mutex<LastAttempt>,
-    /// Counts finished attempts, so a waiter can tell that one ran while it waited.
+    /// The connection attempt under way, if any; see [`NodeState::connection`].
+    attempt: Mutex<Option<ConnectAttempt>>,
+    /// Requests waiting to go out behind a connection attempt, in the order they came; see
+    /// [`NodeState::send_in_turn`].
+    turns: tokio::sync::Mutex<()>,
+    /// How many requests are in that line; while any are, new requests join it.
+    in_line: AtomicUsize,
+    /// Counts finished attempts, to tell a connection from the one it replaced.
     attempts: AtomicU64,
     /// Requests that timed out since the node last answered anything.
     silent_timeouts: AtomicU32,
@@ -99,10 +107,24 @@ struct Connected {
     generation: u64,
 }
 
-#[derive(Default)]
-struct LastAttempt {
-    failure: Option<Reply>,
+/// Counts a request in line until it has put its command on the connection, or gave up.
+struct InLine<'a>(&'a AtomicUsize);
+
+impl<'a> InLine<'a> {
+    fn join(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
 }
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection attempt that any number of requests can wait for.
+type ConnectAttempt = Shared<Pin<Box<dyn Future<Output = Result<Connected, Reply>> + Send>>>;
 
 impl NodeState {
     fn new(
@@ -115,7 +137,9 @@ impl NodeState {
             client,
             connection_config,
             current: Mutex::new(None),
-            connect_gate: tokio::sync::Mutex::new(LastAttempt::default()),
+            attempt: Mutex::new(None),
+            turns: tokio::sync::Mutex::new(()),
+            in_line: AtomicUsize::new(0),
             attempts: AtomicU64::new(0),
             silent_timeouts: AtomicU32::new(0),
         }
@@ -135,32 +159,54 @@ impl NodeState {
         }
     }
 
-    async fn send(&self, cmd: Arc<Cmd>) -> Reply {
-        if let Some(cached) = self.cached() {
-            match self.send_on(cached, &cmd).await {
-                // A connection that died while idle (the server restarted, an idle timeout
-                // closed it) says nothing about the node now: try once more on a fresh one
-                // rather than cast a failed vote for a healthy node. The request's deadline
-                // bounds both tries. Repeating is safe: a lock command that did land the first
-                // time is refused the second time (an under-count), extend and release scripts
-                // give the same answer twice.
-                Err(error) if error.is_io_error() || error.is_connection_dropped() => {}
-                Err(error) => return reply_from_error(&error),
-                Ok(value) => return reply_from_value(value),
+    async fn send(self: &Arc<Self>, cmd: Arc<Cmd>) -> Reply {
+        // Requests waiting for a connection go first: see `send_in_turn`.
+        if self.in_line.load(Ordering::Acquire) == 0 {
+            if let Some(cached) = self.cached() {
+                match self.send_on(cached, &cmd).await {
+                    // A connection that died while idle (the server restarted, an idle timeout
+                    // closed it) says nothing about the node now: try once more on a fresh one
+                    // rather than cast a failed vote for a healthy node. The request's deadline
+                    // bounds both tries. Repeating is safe: a lock command that did land the
+                    // first time is refused the second time (an under-count), extend and
+                    // release scripts give the same answer twice.
+                    Err(error) if error.is_io_error() || error.is_connection_dropped() => {}
+                    Err(error) => return reply_from_error(&error),
+                    Ok(value) => return reply_from_value(value),
+                }
             }
         }
         // Boxed: connecting is rare, and its future is large; inline, it would make every
         // request's future several times the size.
-        Box::pin(self.connect_and_send(cmd)).await
+        Box::pin(self.send_in_turn(cmd)).await
     }
 
-    /// Sends `cmd` on a fresh or newly shared connection.
-    async fn connect_and_send(&self, cmd: Arc<Cmd>) -> Reply {
+    /// Sends `cmd` once the node has a connection, in the order the requests came: one that
+    /// found the node connecting (a lock's `SET`) must reach it before any request made after
+    /// it (that lock's release), or the release would find nothing and the `SET` would then
+    /// hold the key until its TTL. Each request in line waits for the connection attempt, puts
+    /// its command on the connection (redis-rs queues commands first come, first served), and
+    /// only then lets the next one go; requests that find nobody in line go straight out.
+    async fn send_in_turn(self: &Arc<Self>, cmd: Arc<Cmd>) -> Reply {
+        let in_line = InLine::join(&self.in_line);
+        let turn = self.turns.lock().await;
         let connected = match self.connection().await {
             Ok(connected) => connected,
             Err(failure) => return failure,
         };
-        match self.send_on(connected, &cmd).await {
+        let generation = connected.generation;
+        let mut connection = connected.connection;
+        let mut reply = std::pin::pin!(connection.send_packed_command(&cmd));
+        // The first poll puts the command on the connection's queue, or in line for a place.
+        let first = std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await;
+        drop(turn);
+        drop(in_line);
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => reply.await,
+        };
+        self.note_result(&result, generation);
+        match result {
             Ok(value) => reply_from_value(value),
             Err(error) => reply_from_error(&error),
         }
@@ -178,12 +224,17 @@ impl NodeState {
     /// Sends on `connected`, dropping it from the cache if the error broke it.
     async fn send_on(&self, mut connected: Connected, cmd: &Cmd) -> Result<Value, RedisError> {
         let result = connected.connection.send_packed_command(cmd).await;
-        match &result {
-            Err(error) if breaks_connection(error) => self.forget(connected.generation),
-            // Any answer, even an error reply, shows the connection is alive.
+        self.note_result(&result, connected.generation);
+        result
+    }
+
+    /// Forgets connection `generation` if `result` shows it broken; any answer, even an error
+    /// reply, shows it alive.
+    fn note_result(&self, result: &Result<Value, RedisError>, generation: u64) {
+        match result {
+            Err(error) if breaks_connection(error) => self.forget(generation),
             _ => self.silent_timeouts.store(0, Ordering::Release),
         }
-        result
     }
 
     fn cached(&self) -> Option<Connected> {
@@ -198,28 +249,54 @@ impl NodeState {
         }
     }
 
-    async fn connection(&self) -> Result<Connected, Reply> {
+    /// The open connection, or the outcome of the attempt to open one.
+    ///
+    /// The attempt runs in a task of its own, and every request that needs the node meanwhile
+    /// waits for that one attempt (sharing a refusal too, instead of piling attempts onto a node
+    /// that just refused one). A request that gives up at its deadline leaves the attempt
+    /// running: were it cancelled with the request, a node whose handshake takes longer than
+    /// the request deadline (TLS over a long round trip) could never connect at all. The
+    /// attempt is bounded by the connection timeout.
+    async fn connection(self: &Arc<Self>) -> Result<Connected, Reply> {
         if let Some(connected) = self.cached() {
             return Ok(connected);
         }
-        let seen = self.attempts.load(Ordering::Acquire);
-        let mut last = self.connect_gate.lock().await;
-        if let Some(connected) = self.cached() {
-            return Ok(connected);
-        }
-        // Another task tried while we waited and failed: share its answer instead of piling
-        // another connection attempt onto a node that just refused one.
-        if self.attempts.load(Ordering::Acquire) != seen {
-            if let Some(failure) = &last.failure {
-                return Err(failure.clone());
+        let attempt = {
+            let mut slot = self.attempt_slot();
+            // Checked again under the lock: an attempt that just ended has stored its connection
+            // before clearing the slot.
+            if let Some(connected) = self.cached() {
+                return Ok(connected);
             }
-        }
+            match slot.as_ref() {
+                Some(attempt) => attempt.clone(),
+                None => {
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        return Err(Reply::Io("not inside a tokio runtime".into()));
+                    };
+                    let state = Arc::clone(self);
+                    let task = runtime.spawn(async move { state.connect_now().await });
+                    let attempt: ConnectAttempt = FutureExt::shared(Box::pin(async move {
+                        task.await.unwrap_or_else(|_| {
+                            Err(Reply::Io("the connection attempt was stopped".into()))
+                        })
+                    }));
+                    *slot = Some(attempt.clone());
+                    attempt
+                }
+            }
+        };
+        attempt.await
+    }
+
+    /// Opens a connection, makes it the node's current one, and ends the attempt.
+    async fn connect_now(&self) -> Result<Connected, Reply> {
         let result = self
             .client
             .get_multiplexed_async_connection_with_config(&self.connection_config)
             .await;
         let generation = self.attempts.fetch_add(1, Ordering::AcqRel) + 1;
-        match result {
+        let outcome = match result {
             Ok(connection) => {
                 let connected = Connected {
                     connection,
@@ -228,15 +305,17 @@ impl NodeState {
                 if let Ok(mut slot) = self.current.lock() {
                     *slot = Some(connected.clone());
                 }
-                last.failure = None;
                 Ok(connected)
             }
-            Err(error) => {
-                let failure = reply_from_error(&error);
-                last.failure = Some(failure.clone());
-                Err(failure)
-            }
-        }
+            Err(error) => Err(reply_from_error(&error)),
+        };
+        *self.attempt_slot() = None;
+        outcome
+    }
+
+    fn attempt_slot(&self) -> MutexGuard<'_, Option<ConnectAttempt>> {
+        // Nothing panics while holding the lock; a poisoned one still holds consistent data.
+        self.attempt.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

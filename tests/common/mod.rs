@@ -144,3 +144,38 @@ pub fn closed_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a probe port");
     listener.local_addr().expect("probe port address").port()
 }
+
+/// A loopback TCP proxy in front of a real node that holds back the first bytes the node sends
+/// on each connection by `delay`: a connection set-up (handshake, `HELLO`) that takes longer
+/// than a request deadline, as TLS over a long round trip does. Runs until the test's runtime
+/// ends; returns the `redis://` URL to connect through.
+pub async fn slow_handshake_proxy(node_url: &str, delay: Duration) -> String {
+    let target = node_url
+        .strip_prefix("redis://")
+        .unwrap_or(node_url)
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind the proxy");
+    let address = listener.local_addr().expect("the proxy's address");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = tokio::io::copy(&mut client_read, &mut server_write);
+                let downstream = async {
+                    tokio::time::sleep(delay).await;
+                    tokio::io::copy(&mut server_read, &mut client_write).await
+                };
+                let _ = tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    format!("redis://{address}")
+}
