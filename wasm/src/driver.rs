@@ -232,8 +232,8 @@ pub(crate) fn reply<O: Operation>(
 /// [`Operation`]: send everything, check for the outcome, handle a deadline already passed.
 ///
 /// With the outcome, the requests the operation still awaits stay in flight when it has a tail
-/// (see [`step_tail`]); otherwise they are forgotten. `read_at` is the clock reading taken when
-/// JavaScript called in (see [`wait`]).
+/// (see [`step_tail`]); otherwise they are forgotten. `read_at` is a clock reading no later than
+/// now (see [`wait`]).
 pub(crate) fn step<O: Operation>(
     op: &mut O,
     io: &mut Io,
@@ -303,9 +303,10 @@ fn send_all<O: Operation>(op: &mut O, io: &mut Io, id: u32, host: &mut Host<'_>)
 /// `performance.now()` reading of its deadline (`+∞`: a reply only). A deadline that has
 /// already passed is handled at once, and then `None` says to run `op` again.
 ///
-/// Whether it has passed is judged by `read_at`, read when JavaScript called in rather than
-/// read again: the clock is a call out to JavaScript, and a reading from before the sends of
-/// this step can only find a deadline not yet passed, which JavaScript then reports on time.
+/// Whether it has passed is judged by `read_at`, a reading taken earlier (when JavaScript
+/// called in, or before) rather than a fresh one: the clock is a call out to JavaScript, and an
+/// earlier reading can only find a deadline not yet passed, which JavaScript then reports on
+/// time.
 /// The timeout itself is handled at a fresh reading, so that nothing is decided as of a
 /// moment already past.
 fn wait<O: Operation>(op: &mut O, io: &mut Io, clock: &Clock, read_at: Instant) -> Option<f64> {

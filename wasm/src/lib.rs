@@ -44,6 +44,8 @@ pub struct RedlockCore {
     /// for it: callers tend to use one TTL, and then each acquire reuses it as it is.
     last_config: Option<(std::time::Duration, Config)>,
     clock: host::Clock,
+    /// The last clock reading taken (see [`RedlockCore::step`]).
+    last_read: Instant,
     tickets: Tickets,
     scripts: template::Scripts,
     slots: Vec<Option<Slot>>,
@@ -102,6 +104,7 @@ impl RedlockCore {
             settings,
             last_config: None,
             clock: host::Clock::new(),
+            last_read: host::now(),
             tickets: Tickets::default(),
             scripts: template::Scripts::default(),
             slots: Vec::new(),
@@ -152,7 +155,7 @@ impl RedlockCore {
                 .config
                 .with_ttl(ttl)
                 .map_err(|e| range_error(&messages::config(&e)))?;
-            let extend = Extend::new(&config, &state.lease, host::seed(), host::now());
+            let extend = Extend::new(&config, &state.lease, host::seed(), self.read_clock());
             (config, extend)
         };
         Ok(self.insert(
@@ -166,7 +169,7 @@ impl RedlockCore {
     pub fn release(&mut self, lock: &HeldLock) -> u32 {
         let release = {
             let state = lock.state.borrow();
-            Release::for_lease(&state.config, &state.lease, host::now())
+            Release::for_lease(&state.config, &state.lease, self.read_clock())
         };
         self.insert(Task::Release(release), true)
     }
@@ -176,7 +179,11 @@ impl RedlockCore {
     /// a reply), or `-1` (done: call [`RedlockCore::finish`]), `-2` (failed: the same), `-3`
     /// (no such operation).
     pub fn step(&mut self, id: u32) -> f64 {
-        self.advance(id, |_, _, _| {})
+        // Nothing happens at a step that a reading is needed for: only whether a deadline has
+        // passed, for which an earlier reading is safe (see `driver::wait`). The clock is a
+        // call out to JavaScript; the last reading spares it.
+        let read_at = self.last_read;
+        self.advance(id, read_at, |_, _, _| {})
     }
 
     /// Reports the reply to the request sent with `ticket`: `tag` says what it is (`0` OK,
@@ -202,7 +209,8 @@ impl RedlockCore {
             return status::IGNORED;
         }
         let reply = reply::decode(tag, number, text);
-        self.advance(id, |task, io, now| match task {
+        let now = self.read_clock();
+        self.advance(id, now, |task, io, now| match task {
             Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply, now),
             Task::Abort(op) | Task::Release(op) | Task::Tail(op) => {
                 driver::reply(op, io, ticket, reply, now)
@@ -215,14 +223,15 @@ impl RedlockCore {
     /// The deadline JavaScript was given has come: answers like [`RedlockCore::step`] (with
     /// the same deadline again if it has not quite passed by the core's clock).
     pub fn timeout(&mut self, id: u32) -> f64 {
+        let now = self.read_clock();
         let clock = &self.clock;
         let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
-        if let Some(deadline) = slot.io.pending_deadline(host::now()) {
+        if let Some(deadline) = slot.io.pending_deadline(now) {
             return clock.to_ms(deadline);
         }
-        self.advance(id, |task, _, now| match task {
+        self.advance(id, now, |task, _, now| match task {
             Task::Acquire(op, _) => op.handle_timeout(now),
             Task::Abort(op) | Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
             Task::Extend(op, _, _) => op.handle_timeout(now),
@@ -234,13 +243,14 @@ impl RedlockCore {
     /// `SET` sent before may still land), after which it fails with code `ABORTED`. Answers
     /// like [`RedlockCore::step`]; `-3` for anything but an acquire in progress.
     pub fn cancel(&mut self, id: u32) -> f64 {
+        let now = self.read_clock();
         let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
         let Task::Acquire(acquire, config) = &slot.task else {
             return status::IGNORED;
         };
-        let release = Release::new(config, acquire.resources(), acquire.token(), host::now());
+        let release = Release::new(config, acquire.resources(), acquire.token(), now);
         slot.io.forget();
         slot.task = Task::Abort(release);
         self.step(id)
@@ -315,7 +325,7 @@ impl RedlockCore {
         let (token, seed) = host::token_and_seed().map_err(|_| {
             JsValue::from(js_sys::Error::new("crypto.getRandomValues is unavailable"))
         })?;
-        let acquire = Acquire::new(&config, names, token, seed, host::now())
+        let acquire = Acquire::new(&config, names, token, seed, self.read_clock())
             .map_err(|e| type_error(&messages::resources(&e)))?;
         Ok(self.insert(Task::Acquire(Box::new(acquire), config), false))
     }
@@ -353,8 +363,21 @@ impl RedlockCore {
         }
     }
 
-    /// Applies `event` to operation `id` at the current time, then runs it to its next wait.
-    fn advance(&mut self, id: u32, event: impl FnOnce(&mut Task, &mut Io, Instant)) -> f64 {
+    /// The current time, kept as the last reading.
+    fn read_clock(&mut self) -> Instant {
+        let now = host::now();
+        self.last_read = now;
+        now
+    }
+
+    /// Applies `event` to operation `id` at `now`, then runs it to its next wait; `now` is
+    /// also what `driver::wait` judges by whether a deadline has passed.
+    fn advance(
+        &mut self,
+        id: u32,
+        now: Instant,
+        event: impl FnOnce(&mut Task, &mut Io, Instant),
+    ) -> f64 {
         let Self {
             transport,
             clock,
@@ -372,9 +395,6 @@ impl RedlockCore {
         let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
-        // One clock reading per call: the event happens at it, and `driver::wait` judges by it
-        // whether a deadline has passed.
-        let now = host::now();
         event(&mut slot.task, &mut slot.io, now);
         let io = &mut slot.io;
         let finished = match &mut slot.task {
