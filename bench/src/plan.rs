@@ -125,6 +125,9 @@ pub struct Sizes {
     pub http_load: Load,
     /// S4 measured time and warm-up per route, in milliseconds.
     pub http_ms: u64,
+    /// Interleaved rounds S4's measured time is split into (`wrk` runs whole seconds, so the
+    /// quick run keeps one).
+    pub http_rounds: usize,
     /// See `http_ms`.
     pub http_warmup_ms: u64,
     /// S5 iteration counts whose instruction difference is measured.
@@ -154,6 +157,7 @@ impl Sizes {
                 handoff_warmup_ms: 300,
                 http_load,
                 http_ms: 2_000,
+                http_rounds: 1,
                 http_warmup_ms: 1_000,
                 core_iterations: (100, 1_100),
                 core_native_iterations: 20_000,
@@ -172,6 +176,7 @@ impl Sizes {
                 handoff_warmup_ms: 500,
                 http_load,
                 http_ms: 10_000,
+                http_rounds: 5,
                 http_warmup_ms: 1_000,
                 core_iterations: (1_000, 11_000),
                 core_native_iterations: 200_000,

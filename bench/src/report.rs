@@ -217,12 +217,15 @@ fn http_table(out: &mut String, results: &Results) {
     let load = &results.sizes.http_load;
     let _ = writeln!(
         out,
-        "\n#### {} nodes: S4 axum route, wrk {} thread, {} connections, {} s in {} interleaved rounds (median round shown), a fresh resource per request\n",
+        "\n#### {} nodes: S4 axum route, wrk {} thread, {} connections, {} s{}, a fresh resource per request\n",
         first.nodes,
         load.threads,
         load.connections,
         results.sizes.http_ms as f64 / 1000.0,
-        results.sizes.rounds.max(1),
+        match results.sizes.http_rounds {
+            0 | 1 => String::new(),
+            rounds => format!(" in {rounds} interleaved rounds (median round shown)"),
+        },
     );
     out.push_str("| route | server sockets | requests/s | ×bare | ×inline | latency p50/p99 ms | non-2xx | socket errors |\n");
     out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");

@@ -450,7 +450,7 @@ fn http_routes(
     // The measured time is split into interleaved rounds, as in the other scenarios, so a
     // disturbance of a few seconds weighs on every route alike instead of on whichever ran
     // then; each route's figures are those of its median round.
-    let rounds = results.sizes.rounds.max(1);
+    let rounds = results.sizes.http_rounds.max(1);
     let per_round = Duration::from_millis(results.sizes.http_ms) / rounds as u32;
     const ROUTES: [&str; 3] = ["bare", "inline", "layer"];
     for route in ROUTES {
