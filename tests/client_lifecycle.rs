@@ -611,7 +611,10 @@ async fn script_flush_between_operations_is_recovered() {
         flush_scripts(&urls).await;
         let released = lock.release().await;
         assert!(released.is_clean(), "{}", released.report);
-        assert!(released.report.granted_count() >= 2, "{}", released.report);
+        // Not a count of deletions: a node whose NOSCRIPT came back after the acquire was
+        // decided never got the keys (a straggler is not resent), refuses the release, and that
+        // refusal may be part of the quorum of answers. What matters is that nothing is left.
+        assert!(released.report.granted_count() >= 1, "{}", released.report);
         assert_no_keys(&redlock, &urls).await;
     })
     .await;
