@@ -226,7 +226,7 @@ impl Config {
 
     /// Votes needed for a decision: a strict majority, `N/2 + 1`.
     pub fn quorum(&self) -> usize {
-        self.nodes / 2 + 1
+        quorum_of(self.nodes)
     }
 
     /// The settings as given.
@@ -295,6 +295,11 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The strict majority of `nodes`: the one quorum rule, for whatever knows only a node count.
+pub(crate) fn quorum_of(nodes: usize) -> usize {
+    nodes / 2 + 1
+}
 
 #[cfg(test)]
 mod tests {

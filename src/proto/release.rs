@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::command::{Command, CommandKind, NodeId, Reply, RequestId, Transmit};
-use super::config::Config;
+use super::config::{quorum_of, Config};
 use super::lease::Lease;
 use super::operation::Operation;
 use super::report::{NodeError, NodeStatus, Report};
@@ -113,7 +113,7 @@ impl Released {
             .nodes()
             .iter()
             .any(|node| matches!(node.status, NodeStatus::Failed(_) | NodeStatus::TimedOut));
-        2 * answered > self.report.nodes().len() && !failed
+        answered >= quorum_of(self.report.nodes().len()) && !failed
     }
 }
 
