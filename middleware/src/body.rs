@@ -88,9 +88,12 @@ type LossWatch = Pin<Box<dyn Future<Output = Option<ExtendError>> + Send>>;
 
 /// Releases `lock` and resolves once the release round is over.
 fn release(lock: KeptLock) -> ReleaseFuture {
-    ReleaseFuture::new(async move {
-        lock.release().await;
-    })
+    ReleaseFuture::new(
+        async move {
+            lock.release().await;
+        },
+        None,
+    )
 }
 
 /// A release in progress, and the last frame to hand out once it is done (`None`: the end).

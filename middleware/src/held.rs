@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use quorumlock::proto::{ExtendError, Instant, Lease, Released};
-use quorumlock::{KeptLock, Lock, LockStatus, Token};
+use quorumlock::{KeptLock, Lock, LockStatus, Redlock, Token};
 use tokio::sync::Notify;
 
 /// The lock held for the current request, found in the request's extensions (with axum:
@@ -29,6 +29,9 @@ pub struct HeldLock {
 struct Shared {
     key: String,
     token: Token,
+    /// The client the lock came from, whose background work a release finished in a task of
+    /// its own counts as, so that [`Redlock::flush`] waits for it.
+    redlock: Redlock,
     stage: Mutex<Stage>,
     /// Told of every change of stage.
     changed: Notify,
@@ -171,13 +174,25 @@ impl HeldLock {
 }
 
 /// A release in progress, resolving once its round is over. Dropped before that (the client
-/// went away while the response waited for it), it finishes in the background, so a cancelled
-/// request never leaves its keys to expire.
-pub(crate) struct ReleaseFuture(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+/// went away while the response waited for it), it finishes in the background as the client's
+/// background work, so a cancelled request never leaves its keys to expire and
+/// [`Redlock::flush`] waits for it.
+pub(crate) struct ReleaseFuture {
+    release: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Where a dropped release finishes; `None` when dropping it is enough (a [`KeptLock`]'s
+    /// own task releases it, counted, once the `KeptLock` is gone).
+    finish_with: Option<Redlock>,
+}
 
 impl ReleaseFuture {
-    pub(crate) fn new(release: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(Some(Box::pin(release)))
+    pub(crate) fn new(
+        release: impl Future<Output = ()> + Send + 'static,
+        finish_with: Option<Redlock>,
+    ) -> Self {
+        Self {
+            release: Some(Box::pin(release)),
+            finish_with,
+        }
     }
 }
 
@@ -185,20 +200,23 @@ impl Future for ReleaseFuture {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(release) = self.0.as_mut() else {
+        let Some(release) = self.release.as_mut() else {
             return Poll::Ready(());
         };
         ready!(release.as_mut().poll(cx));
-        self.0 = None;
+        self.release = None;
         Poll::Ready(())
     }
 }
 
 impl Drop for ReleaseFuture {
     fn drop(&mut self) {
-        if let (Some(release), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
-        {
-            runtime.spawn(release);
+        if let (Some(release), Some(redlock), Ok(runtime)) = (
+            self.release.take(),
+            self.finish_with.take(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            redlock.spawn_background(&runtime, release);
         }
     }
 }
@@ -227,6 +245,7 @@ impl RequestLock {
         let shared = Arc::new(Shared {
             key,
             token: lock.token().clone(),
+            redlock: lock.redlock().clone(),
             stage: Mutex::new(Stage::Plain(lock)),
             changed: Notify::new(),
         });
@@ -296,7 +315,8 @@ impl RequestLock {
     /// Releases the lock; the future resolves once the release round is over.
     pub(crate) fn release(mut self) -> ReleaseFuture {
         self.armed = false;
-        ReleaseFuture::new(release(self.shared.clone()))
+        let redlock = self.shared.redlock.clone();
+        ReleaseFuture::new(release(self.shared.clone()), Some(redlock))
     }
 }
 
@@ -353,7 +373,10 @@ impl Drop for RequestLock {
             Stage::Plain(_) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     drop(stage);
-                    runtime.spawn(release(self.shared.clone()));
+                    let shared = self.shared.clone();
+                    self.shared
+                        .redlock
+                        .spawn_background(&runtime, release(shared));
                 }
                 Err(_) => {
                     // Dropping the lock outside a runtime says it cannot release it; its keys

@@ -534,3 +534,36 @@ async fn a_response_dropped_while_its_lock_is_released_still_releases() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_flush_waits_for_the_release_of_a_dropped_response() {
+    let nodes = Nodes::start(Duration::from_secs(5));
+    bounded(async {
+        // Whether the release's own task gets to finish before a flush that does not wait for
+        // it returns depends on scheduling; a few rounds make the race all but certain to show.
+        for round in 0..20 {
+            let (service, mut probe) =
+                probe(|_| Response::new(Full::new(Bytes::from_static(b"done"))));
+            let mut pending = Box::pin(
+                layer(&nodes)
+                    .layer(service)
+                    .oneshot(get(&format!("/?resource_id=flushed-{round}"))),
+            );
+            let held = tokio::select! {
+                biased;
+                held = probe.next_lock() => held.unwrap(),
+                _ = &mut pending => panic!("answered before the test could cancel it"),
+            };
+            drop(pending);
+            // The release now runs in a task of its own; a flush must count it from the drop
+            // on, not from the task's first poll, which may come after the flush has started.
+            nodes.redlock.flush().await;
+            assert!(
+                held.is_released(),
+                "round {round}: the flush returned before the dropped response's release was over"
+            );
+            nodes.assert_free(&format!("test:flushed-{round}")).await;
+        }
+    })
+    .await;
+}

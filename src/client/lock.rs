@@ -96,7 +96,8 @@ impl Lock {
         self.lease = lease;
     }
 
-    pub(crate) fn redlock(&self) -> &Redlock {
+    /// The client this lock was taken with.
+    pub fn redlock(&self) -> &Redlock {
         &self.redlock
     }
 

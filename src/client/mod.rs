@@ -317,8 +317,13 @@ impl Redlock {
         self.shared.nodes.background.enter()
     }
 
-    /// Spawns `task` as background work that [`flush`](Self::flush) waits for.
-    pub(crate) fn spawn_background<F>(&self, runtime: &tokio::runtime::Handle, task: F)
+    /// Spawns `task` on `runtime` as this client's background work: [`flush`](Self::flush)
+    /// waits for it, counting from this call on (not from the task's first poll, which may come
+    /// after a flush has started).
+    ///
+    /// For code built on the client that finishes lock work in a task of its own: the Tower
+    /// layer releases the lock of a request whose response future was dropped this way.
+    pub fn spawn_background<F>(&self, runtime: &tokio::runtime::Handle, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
