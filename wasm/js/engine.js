@@ -115,8 +115,8 @@ class Operation {
     this.dispose = null;
     /** Settled: its promise has its value, and what runs now is its tail. */
     this.settled = false;
-    /** Whether the core may keep it past its outcome: only a release, or the clean-up of a
-     * cancelled acquire, has a tail (see the crate's lib.rs). */
+    /** Whether the core may keep it past its outcome: only a release has a tail (see the
+     * crate's lib.rs). */
     this.mayTail = false;
     /** What it resolves with: an acquire adds the lock's token, a release reads its outcome. */
     this.kind = OTHER;
@@ -303,7 +303,6 @@ export class Engine {
       const onAbort = () =>
         queueMicrotask(() => {
           if (this.#ops[id] !== op) return;
-          op.mayTail = true;
           this.#advance(id, this.#core.cancel(id));
         });
       signal.addEventListener('abort', onAbort, { once: true });

@@ -88,10 +88,10 @@ export class Redlock {
     routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T,
   ): Promise<T>;
   /**
-   * Resolves once the deletions a settled release (or an aborted acquire's clean-up) left
-   * running on slower nodes are done: answered, resent as `EVAL` after `NOSCRIPT`, or timed
-   * out. Call it before closing the executors' connections or exiting, or in a test before
-   * looking at the keys. Never rejects.
+   * Resolves once the deletions a settled release left running on slower nodes are done:
+   * answered, resent as `EVAL` after `NOSCRIPT`, or timed out. Call it before closing the
+   * executors' connections or exiting, or in a test before looking at the keys. Never
+   * rejects.
    */
   flush(): Promise<void>;
 }

@@ -255,10 +255,11 @@ pub(crate) fn step<O: Operation>(
     }
 }
 
-/// Runs `op`, which has given its outcome, past it: the requests it still wants answered (a
-/// release's slower nodes, and the `EVAL` it resends to one that answers `NOSCRIPT`). Returns
-/// the `performance.now()` reading it waits until, or `None` once it has nothing left to wait
-/// for and is over.
+/// Runs `op` as a tail, which looks no more at its outcome: an operation that has given it
+/// (a release, finishing with its slower nodes), or one that was cancelled (see
+/// [`Operation::handle_cancel`]). It sends what `op` asks for, resends included (an `EVAL`
+/// after `NOSCRIPT`). Returns the `performance.now()` reading it waits until, or `None` once
+/// it has nothing left to wait for and is over.
 pub(crate) fn step_tail<O: Operation>(
     op: &mut O,
     io: &mut Io,

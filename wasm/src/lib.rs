@@ -70,12 +70,14 @@ enum Outcome {
 
 enum Task {
     Acquire(Box<Acquire>, Config),
-    /// An acquire cancelled by the caller: deleting whatever it may have set.
-    Abort(Release),
+    /// An acquire whose caller aborted it, told so ([`Operation::handle_cancel`]) and driven on
+    /// until it is over, then failed with `ABORTED`: at once from a pause, and after a clean-up
+    /// once every node has answered it or timed out.
+    Cancelled(Box<Acquire>),
     Extend(Box<Extend>, Config, Rc<RefCell<HeldState>>),
     Release(Release),
-    /// Over; `finish` hands out the value. A release (or an abort's) that still awaits slower
-    /// nodes comes along, to become a [`Task::Tail`] then.
+    /// Over; `finish` hands out the value. A release that still awaits slower nodes comes
+    /// along, to become a [`Task::Tail`] then.
     Finished(Result<Outcome, JsValue>, Option<Release>),
     /// A release whose outcome was handed out, finishing the requests it still wants answered
     /// (see [`Release`]). Driven like any operation until it answers `DONE`.
@@ -211,10 +213,10 @@ impl RedlockCore {
         let reply = reply::decode(tag, number, text);
         let now = self.read_clock();
         self.advance(id, now, |task, io, now| match task {
-            Task::Acquire(op, _) => driver::reply(&mut **op, io, ticket, reply, now),
-            Task::Abort(op) | Task::Release(op) | Task::Tail(op) => {
-                driver::reply(op, io, ticket, reply, now)
+            Task::Acquire(op, _) | Task::Cancelled(op) => {
+                driver::reply(&mut **op, io, ticket, reply, now)
             }
+            Task::Release(op) | Task::Tail(op) => driver::reply(op, io, ticket, reply, now),
             Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply, now),
             Task::Finished(..) => {}
         })
@@ -232,27 +234,35 @@ impl RedlockCore {
             return clock.to_ms(deadline);
         }
         self.advance(id, now, |task, _, now| match task {
-            Task::Acquire(op, _) => op.handle_timeout(now),
-            Task::Abort(op) | Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
+            Task::Acquire(op, _) | Task::Cancelled(op) => op.handle_timeout(now),
+            Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
             Task::Extend(op, _, _) => op.handle_timeout(now),
             Task::Finished(..) => {}
         })
     }
 
-    /// Cancels acquire `id`: its requests are forgotten and its keys deleted on every node (a
-    /// `SET` sent before may still land), after which it fails with code `ABORTED`. Answers
-    /// like [`RedlockCore::step`]; `-3` for anything but an acquire in progress.
+    /// Cancels acquire `id`. The core decides what that takes (see
+    /// [`Operation::handle_cancel`]): an attempt already sent is cleaned up on every node, a
+    /// pause just ends. The acquire is driven like any operation until that is over, and then
+    /// fails with code `ABORTED`. Answers like [`RedlockCore::step`]; `-3` for anything but an
+    /// acquire in progress.
     pub fn cancel(&mut self, id: u32) -> f64 {
         let now = self.read_clock();
         let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
-        let Task::Acquire(acquire, config) = &slot.task else {
-            return status::IGNORED;
+        slot.task = match std::mem::replace(&mut slot.task, finished_placeholder()) {
+            Task::Acquire(mut acquire, _) => {
+                acquire.handle_cancel(now);
+                Task::Cancelled(acquire)
+            }
+            other => {
+                slot.task = other;
+                return status::IGNORED;
+            }
         };
-        let release = Release::new(config, acquire.resources(), acquire.token(), now);
-        slot.io.forget();
-        slot.task = Task::Abort(release);
+        // Its requests stay in flight: a clean-up already under way still wants its answers,
+        // and the step forgets the requests the acquire no longer awaits.
         self.step(id)
     }
 
@@ -261,10 +271,10 @@ impl RedlockCore {
     /// failure; `undefined` for no such operation. A release's outcome is
     /// `[clean, [numbers, details]]` when a node failed; otherwise it is a count `n`, and the
     /// outcome is the first `n` numbers at [`RedlockCore::outcome_address`] (`clean` as 1 or 0,
-    /// then `status, errorKind, latencyMs` per node), valid until the next call into the core. The operation is then forgotten,
-    /// unless it still awaits slower nodes (a release, or the clean-up of an aborted acquire,
-    /// decided by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies
-    /// and deadlines like any operation until it answers `-1`, and finishes once more
+    /// then `status, errorKind, latencyMs` per node), valid until the next call into the core.
+    /// The operation is then forgotten, unless it still awaits slower nodes (a release decided
+    /// by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies and
+    /// deadlines like any operation until it answers `-1`, and finishes once more
     /// (`undefined`). Calling [`RedlockCore::step`] right after this tells which: `-3` when the
     /// operation is gone.
     pub fn finish(&mut self, id: u32) -> JsValue {
@@ -410,12 +420,15 @@ impl RedlockCore {
                 }
                 Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
             },
-            Task::Abort(op) => match driver::step(op, io, id, &mut host, now) {
-                Stepped::Waiting(at) => return at,
-                Stepped::Done(released) => Err(to_js::failure(
+            // Whatever a cancelled acquire still gives as its outcome means nothing (see
+            // `Operation::handle_cancel`), and the core reports nothing on its clean-up: the
+            // failure goes without a report, like the `AbortError` JavaScript makes of it.
+            Task::Cancelled(op) => match driver::step_tail(&mut **op, io, id, &mut host, now) {
+                Some(at) => return at,
+                None => Err(to_js::failure(
                     code::ABORTED,
                     "the acquire was aborted",
-                    to_js::report(&released.report),
+                    JsValue::NULL,
                 )),
             },
             Task::Extend(op, config, state) => {
@@ -443,7 +456,7 @@ impl RedlockCore {
         };
         // A release decided by a quorum may still await slower nodes: it stays for its tail.
         let tail = match std::mem::replace(&mut slot.task, finished_placeholder()) {
-            Task::Abort(op) | Task::Release(op) if op.poll_timeout().is_some() => Some(op),
+            Task::Release(op) if op.poll_timeout().is_some() => Some(op),
             _ => None,
         };
         slot.task = Task::Finished(finished, tail);
