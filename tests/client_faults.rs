@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_held, assert_held_where_granted, assert_no_keys, bounded, failed_with, quick_retry,
-    status,
+    assert_held, assert_held_where_granted, assert_no_keys, bounded, failed_with, pttl, query,
+    quick_retry, status,
 };
 use quorumlock::proto::{NodeErrorKind, NodeStatus, Report};
 use quorumlock::testing::RedisCluster;
@@ -441,6 +441,65 @@ async fn a_connection_slower_than_the_request_deadline_is_still_made() {
         );
         lock.release().await;
         assert_no_keys(&redlock, &live_urls(&urls, &[0])).await;
+    })
+    .await;
+}
+
+/// A node whose script cache was emptied (`SCRIPT FLUSH`, or a restart that kept its data)
+/// answers an extension with `NOSCRIPT`. When that answer comes only after the others decided
+/// the round, the node must still get the script's source: otherwise it keeps the old TTL, and
+/// the lock lives on fewer nodes than the caller was told. A paused node is made the straggler,
+/// each node in turn.
+#[tokio::test]
+async fn an_extension_reaches_a_straggler_that_lost_its_scripts() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .ttl(Duration::from_secs(3))
+            // Absorbs a loaded machine while the resumed node catches up.
+            .request_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        for straggler in 0..urls.len() {
+            // SIGSTOP takes effect asynchronously: a node that still answered before it stopped
+            // was no straggler, and that try does not count (its TTL is checked all the same).
+            let mut straggled = false;
+            for attempt in 0..5 {
+                let key = format!("flushed-extend:{straggler}:{attempt}");
+                let mut lock = redlock.lock(key.as_str()).await.unwrap();
+                redlock.flush().await;
+                assert_held(&urls, &key, lock.token().as_str()).await;
+                for url in &urls {
+                    let () = query(url, redis::cmd("SCRIPT").arg("FLUSH")).await;
+                }
+
+                cluster.pause(straggler).unwrap();
+                let extended = lock.extend(Duration::from_secs(60)).await;
+                cluster.resume(straggler).unwrap();
+                extended.unwrap();
+                straggled = *status(lock.report(), straggler) == NodeStatus::NoAnswer;
+
+                redlock.flush().await;
+                for url in &urls {
+                    let left = pttl(url, &key).await;
+                    assert!(
+                        left > 30_000,
+                        "{key} on {url} kept the old TTL ({left} ms left): {}",
+                        lock.report()
+                    );
+                }
+                lock.release().await;
+                if straggled {
+                    break;
+                }
+            }
+            assert!(
+                straggled,
+                "node {straggler} never answered after the decision"
+            );
+        }
+        assert_no_keys(&redlock, &urls).await;
     })
     .await;
 }

@@ -375,3 +375,139 @@ fn a_retry_pause_too_far_to_represent_ends_the_extension() {
         ));
     }
 }
+
+fn noscript() -> Reply {
+    Reply::Error("NOSCRIPT No matching script. Please use EVAL.".to_owned())
+}
+
+/// A 3-node extension decided by nodes 0 and 1 at +5001 ms; node 2 has not answered yet.
+fn decided_without_node_2(config: &Config) -> (Instant, Harness<Extend>) {
+    let (base, lease) = lease(config);
+    let mut harness = extend(config, &lease, base, ms(5_000));
+    assert_eq!(harness.new_transmits().len(), 3);
+    harness.at(ms(5_001)).reply(0, Reply::Integer(1));
+    harness.reply(1, Reply::Integer(1));
+    let renewed = extended(&harness);
+    assert_eq!(renewed.report().nodes()[2].status, NodeStatus::NoAnswer);
+    (base, harness)
+}
+
+#[test]
+fn a_straggler_that_lost_its_scripts_gets_the_source_after_the_outcome() {
+    let config = config(3, Retry::NONE);
+    let (base, mut harness) = decided_without_node_2(&config);
+    // Node 2's request is still awaited: the driver finishes it off the caller's path.
+    assert_eq!(harness.op().poll_timeout(), Some(base + ms(5_200)));
+    let request = harness.last_to(2).request;
+    assert!(harness.op().is_awaiting(NodeId::new(2), request));
+
+    harness.at(ms(5_002)).reply(2, noscript());
+    let resent = harness.new_transmits();
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    assert_eq!(resent[0].node, NodeId::new(2));
+    assert!(matches!(resent[0].command.kind(), CommandKind::Eval(s) if s.name == "extend"));
+    assert_eq!(
+        resent[0].command.ttl_ms(),
+        Some(10_000),
+        "the round's own TTL"
+    );
+    assert_eq!(resent[0].deadline, base + ms(5_202));
+    assert_eq!(harness.op().poll_timeout(), Some(base + ms(5_202)));
+
+    harness.at(ms(5_003)).reply(2, Reply::Integer(1));
+    assert_eq!(harness.op().poll_timeout(), None);
+    assert!(!harness.op().is_awaiting(NodeId::new(2), resent[0].request));
+    assert!(harness.new_transmits().is_empty());
+}
+
+#[test]
+fn a_straggler_is_resent_once_and_its_other_replies_end_the_tail() {
+    let config = config(3, Retry::NONE);
+
+    // A second NOSCRIPT ends the node's part: no resend loop.
+    let (_, mut twice) = decided_without_node_2(&config);
+    twice.at(ms(5_002)).reply(2, noscript());
+    assert_eq!(twice.new_transmits().len(), 1);
+    twice.at(ms(5_003)).reply(2, noscript());
+    assert!(twice.new_transmits().is_empty());
+    assert_eq!(twice.op().poll_timeout(), None);
+
+    // Any other late reply ends it at once, whatever it says.
+    for reply in [
+        Reply::Integer(1),
+        Reply::Integer(0),
+        Reply::Io("reset".to_owned()),
+    ] {
+        let (_, mut late) = decided_without_node_2(&config);
+        late.at(ms(5_002)).reply(2, reply);
+        assert!(late.new_transmits().is_empty());
+        assert_eq!(late.op().poll_timeout(), None);
+    }
+
+    // So does the straggler's deadline, and a resend's own deadline.
+    let (base, mut silent) = decided_without_node_2(&config);
+    silent.fire_timeout();
+    assert_eq!(silent.now(), base + ms(5_200));
+    assert!(silent.new_transmits().is_empty());
+    assert_eq!(silent.op().poll_timeout(), None);
+    let (base, mut resent) = decided_without_node_2(&config);
+    resent.at(ms(5_100)).reply(2, noscript());
+    assert_eq!(resent.new_transmits().len(), 1);
+    resent.fire_timeout();
+    assert_eq!(resent.now(), base + ms(5_300));
+    assert_eq!(resent.op().poll_timeout(), None);
+}
+
+#[test]
+fn a_lost_lock_still_finishes_its_round_with_a_resend_to_a_straggler() {
+    // Refused by a majority: the lock is lost, but what was sent is finished like any other
+    // request. The resend extends only where our token still is.
+    let config = config(3, Retry::new(5, ms(10), Duration::ZERO));
+    let (base, lease) = lease(&config);
+    let mut harness = extend(&config, &lease, base, ms(5_000));
+    harness.new_transmits();
+    harness.at(ms(5_001)).reply(0, Reply::Integer(0));
+    harness.reply(1, Reply::Integer(0));
+    assert!(matches!(extend_error(&harness), ExtendError::Lost { .. }));
+    harness.at(ms(5_002)).reply(2, noscript());
+    assert_eq!(harness.new_transmits().len(), 1);
+    harness.reply(2, Reply::Integer(0));
+    assert_eq!(harness.op().poll_timeout(), None);
+    assert_eq!(harness.sent().len(), 4);
+}
+
+#[test]
+fn a_cancelled_extension_finishes_its_round_but_starts_no_other() {
+    let config = config(3, Retry::new(5, ms(10), Duration::ZERO));
+    let (base, lease) = lease(&config);
+
+    // Cancelled mid-round: the round's replies are still taken, a failing round is not retried.
+    let mut harness = extend(&config, &lease, base, ms(5_000));
+    harness.new_transmits();
+    harness.op_mut().handle_cancel(base + ms(5_001));
+    assert!(harness.op().poll_timeout().is_some());
+    harness
+        .at(ms(5_002))
+        .reply(0, Reply::Io("refused".to_owned()));
+    harness.reply(1, Reply::Io("refused".to_owned()));
+    assert!(harness.outcome().is_some());
+    harness.reply(2, Reply::Integer(1));
+    assert_eq!(harness.op().poll_timeout(), None);
+    assert_eq!(harness.sent().len(), 3, "no second round");
+
+    // Cancelled while pausing between rounds: over at once.
+    let mut pausing = extend(&config, &lease, base, ms(5_000));
+    pausing.new_transmits();
+    pausing
+        .at(ms(5_001))
+        .reply(0, Reply::Io("refused".to_owned()));
+    pausing.reply(1, Reply::Io("refused".to_owned()));
+    assert!(pausing.outcome().is_none());
+    assert!(
+        pausing.op().poll_timeout().is_some(),
+        "pausing before a retry"
+    );
+    pausing.op_mut().handle_cancel(base + ms(5_002));
+    assert_eq!(pausing.op().poll_timeout(), None);
+    assert!(pausing.op_mut().poll_transmit().is_none());
+}

@@ -31,6 +31,16 @@ fn classify_extend(reply: &Reply) -> Vote {
 /// An extension never asks for a TTL that would end before the lease's current validity: the
 /// nodes it reaches would forget the keys early even if the round then failed, while the caller
 /// still relied on the old lease.
+///
+/// The outcome comes as soon as a quorum decided, but the requests of that round still in
+/// flight stay awaited after it: a node that answers `NOSCRIPT` only then (its script cache
+/// was emptied) gets the script's source once, so that it ends up with the same TTL as a node
+/// that had the script instead of keeping the old one. This is safe after any outcome because
+/// the script never creates a key. [`poll_timeout`](Operation::poll_timeout) says when such
+/// work is left; a driver should finish it in the background, as for [`Release`]. A driver that
+/// stops at the outcome leaves those nodes with the old TTL.
+///
+/// [`Release`]: super::release::Release
 #[derive(Debug)]
 pub struct Extend {
     /// The caller's settings; each round derives its own TTL from them.
@@ -43,12 +53,19 @@ pub struct Extend {
     ids: RequestIds,
     state: State,
     outcome: Option<Result<Lease, ExtendError>>,
+    /// The caller went away: the round in progress is finished, but no other is started.
+    cancelled: bool,
 }
 
 #[derive(Debug)]
 enum State {
+    /// A round is asking the nodes.
     Extending(Round),
+    /// Pausing before the next round, after one that failed without deciding the extension.
     Waiting { until: Instant },
+    /// The outcome is given; the round that gave it still awaits its slower nodes.
+    Finishing(Round),
+    /// Over: the outcome is given and nothing is left to finish.
     Done,
 }
 
@@ -71,6 +88,7 @@ impl Extend {
             ids: RequestIds::default(),
             state: State::Done,
             outcome: None,
+            cancelled: false,
         };
         extend.start_round(now);
         extend
@@ -139,7 +157,7 @@ impl Extend {
         self.state = State::Extending(Round::new(
             self.command.clone(),
             classify_extend,
-            Policy::Quorum,
+            Policy::QuorumThenTail,
             self.config.nodes(),
             self.config.quorum(),
             self.config.request_timeout(),
@@ -150,7 +168,10 @@ impl Extend {
 
     fn finish(&mut self, outcome: Result<Lease, ExtendError>) {
         self.outcome = Some(outcome);
-        self.state = State::Done;
+        self.state = match std::mem::replace(&mut self.state, State::Done) {
+            State::Extending(round) => State::Finishing(round),
+            _ => State::Done,
+        };
     }
 
     fn advance(&mut self, now: Instant) {
@@ -198,7 +219,7 @@ impl Extend {
                         .checked_add(self.config.request_timeout())
                         .is_some_and(|done| done < valid_until)
                 });
-                if let Some(until) = until {
+                if let (Some(until), false) = (until, self.cancelled) {
                     self.state = State::Waiting { until };
                 } else {
                     let quorum = self.config.quorum();
@@ -210,7 +231,7 @@ impl Extend {
                     self.start_round(now);
                 }
             }
-            State::Done => {}
+            State::Finishing(_) | State::Done => {}
         }
     }
 }
@@ -220,8 +241,8 @@ impl Operation for Extend {
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         match &mut self.state {
-            State::Extending(round) => round.poll_transmit(),
-            _ => None,
+            State::Extending(round) | State::Finishing(round) => round.poll_transmit(),
+            State::Waiting { .. } | State::Done => None,
         }
     }
 
@@ -233,6 +254,8 @@ impl Operation for Extend {
                 }))
             }
             State::Waiting { until } => Some(*until),
+            // The tail is bounded by its requests' deadlines, not by the validity.
+            State::Finishing(round) => round.poll_timeout(),
             State::Done => None,
         }
     }
@@ -242,14 +265,14 @@ impl Operation for Extend {
     }
 
     fn handle_reply(&mut self, node: NodeId, request: RequestId, reply: Reply, now: Instant) {
-        if let State::Extending(round) = &mut self.state {
+        if let State::Extending(round) | State::Finishing(round) = &mut self.state {
             round.handle_reply(node, request, reply, now, &mut self.ids);
         }
         self.advance(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if let State::Extending(round) = &mut self.state {
+        if let State::Extending(round) | State::Finishing(round) = &mut self.state {
             round.handle_timeout(now);
         }
         self.advance(now);
@@ -257,8 +280,18 @@ impl Operation for Extend {
 
     fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
         match &self.state {
-            State::Extending(round) => round.is_awaiting(node, request),
-            _ => false,
+            State::Extending(round) | State::Finishing(round) => round.is_awaiting(node, request),
+            State::Waiting { .. } | State::Done => false,
+        }
+    }
+
+    /// Finishes the round in progress, with its tail, but starts no other: an extension nobody
+    /// waits for must not go on asking the nodes. A pause between rounds ends at once.
+    fn handle_cancel(&mut self, now: Instant) {
+        let _ = now;
+        self.cancelled = true;
+        if let State::Waiting { .. } = self.state {
+            self.state = State::Done;
         }
     }
 }

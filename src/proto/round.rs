@@ -26,6 +26,12 @@ pub(crate) enum Policy {
     /// Only once every node answered or timed out (release: every node must be asked to the end,
     /// even after its outcome was given at a quorum).
     All,
+    /// Decided like [`Policy::Quorum`], but the requests still in flight then stay awaited until
+    /// answered or timed out, and one answered `NOSCRIPT` is still resent as source; their
+    /// replies no longer count. Extend: a node whose script cache was emptied must end up with
+    /// the same TTL as a node that had the script, or the lock lives on fewer nodes than the
+    /// caller was told.
+    QuorumThenTail,
 }
 
 /// The decided result of a round.
@@ -143,17 +149,25 @@ impl Round {
         self.decision
     }
 
-    /// The next request to send. Requests go out as long as the round is undecided, so after a
-    /// decision nothing more is sent.
+    /// Whether the round still sends and awaits requests: until its decision, and with
+    /// [`Policy::QuorumThenTail`] also after it, for what was in flight then.
+    fn is_live(&self) -> bool {
+        self.decision.is_none() || self.policy == Policy::QuorumThenTail
+    }
+
+    /// The next request to send. Requests go out as long as the round is undecided; after a
+    /// decision only a tail's resends do.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
-        if self.decision.is_some() {
+        if !self.is_live() {
             return None;
         }
+        // A node not yet asked at the decision has nothing to finish: a tail only resends.
+        let resends_only = self.decision.is_some();
         while self.cursor < self.slots.len() {
             let index = self.cursor;
             self.cursor += 1;
             let slot = &mut self.slots[index];
-            if let SlotState::Unsent = slot.state {
+            if matches!(slot.state, SlotState::Unsent) && (slot.by_source || !resends_only) {
                 slot.state = SlotState::InFlight;
                 let command = if slot.by_source {
                     self.command.clone().into_eval()
@@ -173,7 +187,7 @@ impl Round {
 
     /// The earliest deadline of a request still in flight.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        if self.decision.is_some() {
+        if !self.is_live() {
             return None;
         }
         self.slots
@@ -185,7 +199,7 @@ impl Round {
 
     /// Whether the reply for `request` from `node` is still awaited.
     pub(crate) fn is_awaiting(&self, node: NodeId, request: RequestId) -> bool {
-        self.decision.is_none()
+        self.is_live()
             && self
                 .slots
                 .get(node.index())
@@ -239,7 +253,7 @@ impl Round {
     /// Times out every request whose deadline has passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for index in 0..self.slots.len() {
-            if self.decision.is_some() {
+            if !self.is_live() {
                 return;
             }
             let slot = &self.slots[index];
@@ -251,6 +265,11 @@ impl Round {
     }
 
     fn settle(&mut self, index: usize, status: NodeStatus, now: Instant) {
+        if self.decision.is_some() {
+            // A reply in a tail ends that node's part; the decision stands.
+            self.slots[index].state = SlotState::Done(status);
+            return;
+        }
         match status {
             NodeStatus::Granted => self.yes += 1,
             NodeStatus::Refused => {
@@ -262,7 +281,9 @@ impl Round {
         self.slots[index].state = SlotState::Done(status);
         let nodes = self.slots.len();
         let decided = match self.policy {
-            Policy::Quorum => self.yes >= self.quorum || self.other > nodes - self.quorum,
+            Policy::Quorum | Policy::QuorumThenTail => {
+                self.yes >= self.quorum || self.other > nodes - self.quorum
+            }
             Policy::All => self.yes + self.other == nodes,
         };
         if decided {
