@@ -115,8 +115,8 @@ class Operation {
     this.dispose = null;
     /** Settled: its promise has its value, and what runs now is its tail. */
     this.settled = false;
-    /** Whether the core may keep it past its outcome: only a release has a tail (see the
-     * crate's lib.rs). */
+    /** Whether the core may keep it past its outcome: only a release or an extension has a
+     * tail (see the crate's lib.rs). */
     this.mayTail = false;
     /** What it resolves with: an acquire adds the lock's token, a release reads its outcome. */
     this.kind = OTHER;
@@ -314,7 +314,9 @@ export class Engine {
   /** Extends `held` (on `names`, under `token`) to `ttl` ms from now. Resolves with `true`;
    * rejects with a `RedlockError`. */
   extend(held, names, token, ttl) {
-    return this.#start(new Operation(this.#core.extend(held, ttl), names, token));
+    const op = new Operation(this.#core.extend(held, ttl), names, token);
+    op.mayTail = true;
+    return this.#start(op);
   }
 
   /** Deletes `held`'s keys (`names`, under `token`). Resolves with `{ clean, report }`; never

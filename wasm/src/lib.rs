@@ -76,12 +76,20 @@ enum Task {
     Cancelled(Box<Acquire>),
     Extend(Box<Extend>, Config, Rc<RefCell<HeldState>>),
     Release(Release),
-    /// Over; `finish` hands out the value. A release that still awaits slower nodes comes
-    /// along, to become a [`Task::Tail`] then.
-    Finished(Result<Outcome, JsValue>, Option<Release>),
-    /// A release whose outcome was handed out, finishing the requests it still wants answered
-    /// (see [`Release`]). Driven like any operation until it answers `DONE`.
-    Tail(Release),
+    /// Over; `finish` hands out the value. A release or an extension that still awaits slower
+    /// nodes comes along, to become a [`Task::Tail`] then.
+    Finished(Result<Outcome, JsValue>, Option<Leftover>),
+    /// An operation whose outcome was handed out, finishing the requests it still wants
+    /// answered (see [`Release`] and [`Extend`]). Driven like any operation until it answers
+    /// `DONE`.
+    Tail(Leftover),
+}
+
+/// An operation past its outcome that still awaits slower nodes: a release decided by a quorum
+/// finishes its deletions, and both resend to a node that answers `NOSCRIPT` late.
+enum Leftover {
+    Release(Release),
+    Extend(Box<Extend>),
 }
 
 #[wasm_bindgen]
@@ -216,8 +224,12 @@ impl RedlockCore {
             Task::Acquire(op, _) | Task::Cancelled(op) => {
                 driver::reply(&mut **op, io, ticket, reply, now)
             }
-            Task::Release(op) | Task::Tail(op) => driver::reply(op, io, ticket, reply, now),
-            Task::Extend(op, _, _) => driver::reply(&mut **op, io, ticket, reply, now),
+            Task::Release(op) | Task::Tail(Leftover::Release(op)) => {
+                driver::reply(op, io, ticket, reply, now)
+            }
+            Task::Extend(op, _, _) | Task::Tail(Leftover::Extend(op)) => {
+                driver::reply(&mut **op, io, ticket, reply, now)
+            }
             Task::Finished(..) => {}
         })
     }
@@ -235,8 +247,8 @@ impl RedlockCore {
         }
         self.advance(id, now, |task, _, now| match task {
             Task::Acquire(op, _) | Task::Cancelled(op) => op.handle_timeout(now),
-            Task::Release(op) | Task::Tail(op) => op.handle_timeout(now),
-            Task::Extend(op, _, _) => op.handle_timeout(now),
+            Task::Release(op) | Task::Tail(Leftover::Release(op)) => op.handle_timeout(now),
+            Task::Extend(op, _, _) | Task::Tail(Leftover::Extend(op)) => op.handle_timeout(now),
             Task::Finished(..) => {}
         })
     }
@@ -272,8 +284,8 @@ impl RedlockCore {
     /// `[clean, [numbers, details]]` when a node failed; otherwise it is a count `n`, and the
     /// outcome is the first `n` numbers at [`RedlockCore::outcome_address`] (`clean` as 1 or 0,
     /// then `status, errorKind, latencyMs` per node), valid until the next call into the core.
-    /// The operation is then forgotten, unless it still awaits slower nodes (a release decided
-    /// by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies and
+    /// The operation is then forgotten, unless it still awaits slower nodes (a release or an
+    /// extension decided by a quorum): then it goes on as a tail, which JavaScript steps, feeds replies and
     /// deadlines like any operation until it answers `-1`, and finishes once more
     /// (`undefined`). Calling [`RedlockCore::step`] right after this tells which: `-3` when the
     /// operation is gone.
@@ -291,7 +303,7 @@ impl RedlockCore {
             return JsValue::UNDEFINED;
         };
         match tail {
-            Some(release) => *task = Task::Tail(release),
+            Some(leftover) => *task = Task::Tail(leftover),
             None => {
                 *slot = None;
                 self.free.push(id);
@@ -409,10 +421,16 @@ impl RedlockCore {
         let io = &mut slot.io;
         let finished = match &mut slot.task {
             Task::Finished(..) => return status::IGNORED,
-            Task::Tail(op) => match driver::step_tail(op, io, id, &mut host, now) {
-                Some(at) => return at,
-                None => Ok(Outcome::Value(JsValue::UNDEFINED)),
-            },
+            Task::Tail(leftover) => {
+                let waiting = match leftover {
+                    Leftover::Release(op) => driver::step_tail(op, io, id, &mut host, now),
+                    Leftover::Extend(op) => driver::step_tail(&mut **op, io, id, &mut host, now),
+                };
+                match waiting {
+                    Some(at) => return at,
+                    None => Ok(Outcome::Value(JsValue::UNDEFINED)),
+                }
+            }
             Task::Acquire(op, config) => match driver::step(&mut **op, io, id, &mut host, now) {
                 Stepped::Waiting(at) => return at,
                 Stepped::Done(Ok(lease)) => {
@@ -454,9 +472,11 @@ impl RedlockCore {
         } else {
             status::FAILED
         };
-        // A release decided by a quorum may still await slower nodes: it stays for its tail.
+        // A release or an extension decided by a quorum may still await slower nodes: it stays
+        // for its tail.
         let tail = match std::mem::replace(&mut slot.task, finished_placeholder()) {
-            Task::Release(op) if op.poll_timeout().is_some() => Some(op),
+            Task::Release(op) if op.poll_timeout().is_some() => Some(Leftover::Release(op)),
+            Task::Extend(op, _, _) if op.poll_timeout().is_some() => Some(Leftover::Extend(op)),
             _ => None,
         };
         slot.task = Task::Finished(finished, tail);

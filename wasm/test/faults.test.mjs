@@ -197,6 +197,35 @@ describe('three nodes, misbehaving executors', () => {
     await redlock.flush();
   });
 
+  test('an extension decided without a node that lost its scripts still reaches it', async () => {
+    const sent = [[], [], []];
+    const recording = executors.map((executor, index) => (command) => {
+      sent[index].push(command[0]);
+      return executor(command);
+    });
+    const redlock = new Redlock(recording, { retryCount: 0, requestTimeout: 2000 });
+    const lock = await redlock.acquire('odd:10', 5000);
+    await eventually(async () => (await cluster.values('odd:10')).every((value) => value === lock.value));
+    await cluster.command(2, 'SCRIPT', 'FLUSH');
+    for (const commands of sent) commands.length = 0;
+    cluster.pause(2);
+    try {
+      // Decided by the other two while node 2 is paused, its EVALSHA unanswered.
+      await lock.extend(60_000);
+    } finally {
+      cluster.resume(2);
+    }
+    // Node 2 answers NOSCRIPT once resumed; the extension, still running, resends it as EVAL.
+    await redlock.flush();
+    assert.deepEqual(sent[2], ['EVALSHA', 'EVAL']);
+    for (const index of [0, 1, 2]) {
+      const ttl = await cluster.command(index, 'PTTL', 'odd:10');
+      assert.ok(ttl > 30_000, `node ${index} kept the old TTL (${ttl} ms left)`);
+    }
+    await lock.release();
+    await redlock.flush();
+  });
+
   test('the db option selects the database; a refused AUTH is a failed vote', async () => {
     const inDb1 = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port), db: 1 }));
     const badAuth = [1, 2].map((index) => respExecutor({ connect: nodeSocket(cluster.ports[index]), password: 'wrong' }));
