@@ -503,3 +503,50 @@ async fn an_extension_reaches_a_straggler_that_lost_its_scripts() {
     })
     .await;
 }
+
+/// The same for a lock on several resources, the one acquire that runs a script: a node that
+/// lost its scripts and answers only after the others decided must still end up with the
+/// keys, or the lock lives on a bare quorum and the loss of one more node breaks it.
+#[tokio::test]
+async fn a_lock_on_several_resources_reaches_a_straggler_that_lost_its_scripts() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::builder(urls.clone())
+            .request_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        for straggler in 0..urls.len() {
+            let mut straggled = false;
+            for attempt in 0..5 {
+                let keys = [
+                    format!("flushed-multi:{straggler}:{attempt}:a"),
+                    format!("flushed-multi:{straggler}:{attempt}:b"),
+                ];
+                for url in &urls {
+                    let () = query(url, redis::cmd("SCRIPT").arg("FLUSH")).await;
+                }
+                cluster.pause(straggler).unwrap();
+                let locked = redlock.lock_multi(keys.clone()).await;
+                cluster.resume(straggler).unwrap();
+                let lock = locked.unwrap();
+                straggled = *status(lock.report(), straggler) == NodeStatus::NoAnswer;
+
+                redlock.flush().await;
+                for key in &keys {
+                    assert_held(&urls, key, lock.token().as_str()).await;
+                }
+                lock.release().await;
+                if straggled {
+                    break;
+                }
+            }
+            assert!(
+                straggled,
+                "node {straggler} never answered after the decision"
+            );
+        }
+        assert_no_keys(&redlock, &urls).await;
+    })
+    .await;
+}

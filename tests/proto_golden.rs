@@ -211,17 +211,22 @@ fn acquire_one_node_down() {
 }
 
 #[test]
-fn acquire_noscript_fallback() {
+fn release_noscript_fallback() {
     let config = config(3, Retry::NONE);
-    let mut harness = acquire(&config, &["a", "b"], 1);
-    harness.at(ms(1)).reply(1, noscript());
-    harness.at(ms(2)).reply(0, Reply::Integer(1));
-    harness.at(ms(3)).reply(1, Reply::Integer(1));
+    let base = base_instant();
+    let lease = held(&config, base);
+    let at = base + ms(3_000);
+    let mut harness = Harness::new_at(Release::for_lease(&config, &lease, at), base, at);
+    harness.at(ms(3_001)).reply(1, noscript());
+    harness.at(ms(3_002)).reply(0, Reply::Integer(1));
+    harness.at(ms(3_003)).reply(2, Reply::Integer(1));
+    harness.at(ms(3_004)).reply(1, Reply::Integer(1));
     check_golden(
-        "acquire_noscript_fallback",
-        &transcript(
+        "release_noscript_fallback",
+        &transcript_with(
             "a node lost its script cache: EVAL to that node only",
             &config,
+            &[lease_note(&lease, base)],
             &harness,
         ),
     );

@@ -270,8 +270,10 @@ fn is_lock_command(transmit: &Transmit) -> bool {
     }
 }
 
+/// A command sent by source after a `NOSCRIPT`; an acquire of several resources goes by
+/// source from the start.
 fn is_resend(transmit: &Transmit) -> bool {
-    matches!(transmit.command.kind(), CommandKind::Eval(_))
+    matches!(transmit.command.kind(), CommandKind::Eval(script) if script.name != "acquire")
 }
 
 /// The grant a request of this command means.

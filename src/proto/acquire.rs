@@ -108,10 +108,16 @@ impl Acquire {
         let resources = check_resources(resources.into_iter().map(Into::into).collect())?;
         let ttl_ms = Some(config.ttl().as_millis() as u64);
         // A single key needs no script: plain SET NX PX is what every Redlock client sends.
+        // Several keys go by source, never by digest. A node that lost its scripts (`SCRIPT
+        // FLUSH`, a restart that kept its data) would answer `NOSCRIPT`, and when that answer
+        // comes after the round was decided there is no safe resend: the lock may already be
+        // released there, and a late acquire would hold the keys until their TTL. Not resent,
+        // the lock would live on a bare quorum. By source, the node runs it at once, and
+        // hashing a short script costs it far less than the round trip a resend would.
         let kind = if resources.len() == 1 {
             CommandKind::SetNx
         } else {
-            CommandKind::EvalSha(&script::ACQUIRE)
+            CommandKind::Eval(&script::ACQUIRE)
         };
         let command = Command::new(kind, resources.clone(), token.clone(), ttl_ms);
         let mut acquire = Self {

@@ -159,10 +159,13 @@ describe('three nodes, misbehaving executors', () => {
       return executor(command);
     });
     const redlock = new Redlock(recording, { retryCount: 0, requestTimeout: 1000 });
+    // A lock on several resources goes by source from the start: no node can lack its script.
     const lock = await redlock.acquire(['odd:5', 'odd:6'], 5000);
-    assert.ok(sent.includes('EVALSHA') && sent.includes('EVAL'), `sent ${sent}`);
+    assert.deepEqual(sent, ['EVAL', 'EVAL', 'EVAL']);
+    // The release goes by digest, meets NOSCRIPT and falls back to the source.
     await lock.release();
     await redlock.flush();
+    assert.ok(sent.slice(3).includes('EVALSHA') && sent.slice(3).includes('EVAL'), `sent ${sent}`);
     assert.deepEqual(await cluster.values('odd:6'), [null, null, null]);
   });
 
