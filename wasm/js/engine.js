@@ -259,6 +259,15 @@ export class Engine {
         ops[id].token = token;
       },
       send: (id, node, ticket, number) => this.#send(id, node, ticket, ops[id].commands[number]),
+      // A release woke a waiting acquire (see the crate's waits.rs). Stepped in a microtask:
+      // the core is still running the operation that woke it, and cannot be called into now;
+      // a microtask still runs before any timer or reply could reach the acquire.
+      wake: (id) => {
+        const op = ops[id];
+        queueMicrotask(() => {
+          if (ops[id] === op) this.#advance(id, this.#core.step(id));
+        });
+      },
     };
     this.#core = new RedlockCore(transport, executors.length, settings);
     this.#outcomeAddress = this.#core.outcomeAddress();

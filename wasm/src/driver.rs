@@ -84,6 +84,14 @@ impl Io {
         self.deadline = None;
     }
 
+    /// Whether no request `op` awaits is in flight: it pauses, or has not sent yet. Forgets
+    /// the requests it no longer awaits on the way, as [`wait`] would.
+    pub(crate) fn is_idle<O: Operation>(&mut self, op: &O) -> bool {
+        self.in_flight
+            .retain(|sent| op.is_awaiting(sent.node, sent.request));
+        self.in_flight.is_empty()
+    }
+
     /// The deadline of the last step, if it has not passed at `now`.
     pub(crate) fn pending_deadline(&self, now: Instant) -> Option<Instant> {
         self.deadline.filter(|deadline| *deadline > now)
@@ -233,15 +241,18 @@ pub(crate) fn reply<O: Operation>(
 ///
 /// With the outcome, the requests the operation still awaits stay in flight when it has a tail
 /// (see [`step_tail`]); otherwise they are forgotten. `read_at` is a clock reading no later than
-/// now (see [`wait`]).
+/// now (see [`wait`]). `before_send` sees the operation each time before it sends, so that facts
+/// from outside the protocol can reach an attempt before it goes out.
 pub(crate) fn step<O: Operation>(
     op: &mut O,
     io: &mut Io,
     id: u32,
     host: &mut Host<'_>,
     read_at: Instant,
+    mut before_send: impl FnMut(&mut O, &mut Io),
 ) -> Stepped<O::Output> {
     loop {
+        before_send(op, io);
         send_all(op, io, id, host);
         if let Some(outcome) = op.poll_outcome() {
             if op.poll_timeout().is_none() {

@@ -48,6 +48,11 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn token(this: &Transport, op: u32, token: &str);
 
+    /// Acquire `op`, pausing between attempts, was woken by a release and has an attempt to
+    /// send: JavaScript is to step it, once the current call into the core has returned.
+    #[wasm_bindgen(method)]
+    pub fn wake(this: &Transport, op: u32);
+
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
 

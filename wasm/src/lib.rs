@@ -18,6 +18,7 @@ mod reply;
 mod settings;
 mod template;
 mod to_js;
+mod waits;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -32,6 +33,7 @@ use wasm_bindgen::prelude::*;
 use driver::{status, Host, Io, Stepped, Tickets};
 pub use host::Transport;
 use to_js::code;
+use waits::{Waiter, Waits};
 
 /// The protocol engine for one set of Redis nodes, and the operations it is running.
 #[wasm_bindgen]
@@ -50,6 +52,8 @@ pub struct RedlockCore {
     scripts: template::Scripts,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
+    /// Acquires waiting for resources that locks of this engine hold (see [`waits`]).
+    waits: Waits,
     /// The numbers of the last release `finish` handed out, which JavaScript reads in place
     /// (see [`RedlockCore::outcome_address`]): a view on memory costs it less than a new
     /// `Float64Array` per release. Its length is fixed, so it never moves.
@@ -69,13 +73,16 @@ enum Outcome {
 }
 
 enum Task {
-    Acquire(Box<Acquire>, Config),
+    Acquire(Box<Acquire>, Config, Waiter),
     /// An acquire whose caller aborted it, told so ([`Operation::handle_cancel`]) and driven on
     /// until it is over, then failed with `ABORTED`: at once from a pause, and after a clean-up
-    /// once every node has answered it or timed out.
-    Cancelled(Box<Acquire>),
+    /// once every node has answered it or timed out. With `true`, its end wakes a waiter for its
+    /// resources: its clean-up deleted what its attempt may have set, or it had been woken
+    /// itself and must not swallow that wake-up.
+    Cancelled(Box<Acquire>, bool),
     Extend(Box<Extend>, Config, Rc<RefCell<HeldState>>),
-    Release(Release),
+    /// A release, with the lock it deletes: its resources and token say whom it wakes.
+    Release(Release, Rc<RefCell<HeldState>>),
     /// Over; `finish` hands out the value. A release or an extension that still awaits slower
     /// nodes comes along, to become a [`Task::Tail`] then.
     Finished(Result<Outcome, JsValue>, Option<Leftover>),
@@ -122,6 +129,7 @@ impl RedlockCore {
             scripts: template::Scripts::default(),
             slots: Vec::new(),
             free: Vec::new(),
+            waits: Waits::default(),
             outcome: vec![0.0; 1 + 3 * nodes].into_boxed_slice(),
         })
     }
@@ -184,7 +192,7 @@ impl RedlockCore {
             let state = lock.state.borrow();
             Release::for_lease(&state.config, &state.lease, self.read_clock())
         };
-        self.insert(Task::Release(release), true)
+        self.insert(Task::Release(release, lock.state.clone()), true)
     }
 
     /// Runs operation `id` as far as it goes: sends what it asks for. Returns a
@@ -224,10 +232,10 @@ impl RedlockCore {
         let reply = reply::decode(tag, number, text);
         let now = self.read_clock();
         self.advance(id, now, |task, io, now| match task {
-            Task::Acquire(op, _) | Task::Cancelled(op) => {
+            Task::Acquire(op, _, _) | Task::Cancelled(op, _) => {
                 driver::reply(&mut **op, io, ticket, reply, now)
             }
-            Task::Release(op) | Task::Tail(Leftover::Release(op)) => {
+            Task::Release(op, _) | Task::Tail(Leftover::Release(op)) => {
                 driver::reply(op, io, ticket, reply, now)
             }
             Task::Extend(op, _, _) | Task::Tail(Leftover::Extend(op)) => {
@@ -249,8 +257,8 @@ impl RedlockCore {
             return clock.to_ms(deadline);
         }
         self.advance(id, now, |task, _, now| match task {
-            Task::Acquire(op, _) | Task::Cancelled(op) => op.handle_timeout(now),
-            Task::Release(op) | Task::Tail(Leftover::Release(op)) => op.handle_timeout(now),
+            Task::Acquire(op, _, _) | Task::Cancelled(op, _) => op.handle_timeout(now),
+            Task::Release(op, _) | Task::Tail(Leftover::Release(op)) => op.handle_timeout(now),
             Task::Extend(op, _, _) | Task::Tail(Leftover::Extend(op)) => op.handle_timeout(now),
             Task::Finished(..) => {}
         })
@@ -263,13 +271,20 @@ impl RedlockCore {
     /// acquire in progress.
     pub fn cancel(&mut self, id: u32) -> f64 {
         let now = self.read_clock();
-        let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+        let Self { slots, waits, .. } = self;
+        let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
         slot.task = match std::mem::replace(&mut slot.task, finished_placeholder()) {
-            Task::Acquire(mut acquire, _) => {
+            Task::Acquire(mut acquire, _, waiter) => {
                 acquire.handle_cancel(now);
-                Task::Cancelled(acquire)
+                // An aborted acquire no longer waits, and wakes nobody when it merely ends a
+                // pause: it held nothing.
+                if waiter.registered {
+                    waits.unregister(id, acquire.resources());
+                }
+                let cleaning = acquire.poll_timeout().is_some();
+                Task::Cancelled(acquire, cleaning || waiter.carrying)
             }
             other => {
                 slot.task = other;
@@ -352,7 +367,8 @@ impl RedlockCore {
         })?;
         let acquire = Acquire::new(&config, names, token, seed, self.read_clock())
             .map_err(|e| type_error(&messages::resources(&e)))?;
-        Ok(self.insert(Task::Acquire(Box::new(acquire), config), false))
+        let waiter = self.waits.waiter(config.retry().retries);
+        Ok(self.insert(Task::Acquire(Box::new(acquire), config, waiter), false))
     }
 
     /// The configuration of the constructor's settings with `ttl`.
@@ -396,19 +412,50 @@ impl RedlockCore {
     }
 
     /// Applies `event` to operation `id` at `now`, then runs it to its next wait; `now` is
-    /// also what `driver::wait` judges by whether a deadline has passed.
+    /// also what `driver::wait` judges by whether a deadline has passed. Then wakes the waiters
+    /// its outcome concerns.
     fn advance(
         &mut self,
         id: u32,
         now: Instant,
         event: impl FnOnce(&mut Task, &mut Io, Instant),
     ) -> f64 {
+        let (code, follow_up) = self.run(id, now, event);
+        match follow_up {
+            FollowUp::Nothing => {}
+            FollowUp::Wake(resources) => {
+                for resource in &resources {
+                    if !self.wake_one(resource, None) {
+                        self.waits.miss(resource);
+                    }
+                }
+            }
+            FollowUp::PassOn(resources, over) => {
+                for resource in &resources {
+                    self.wake_one(resource, Some(id));
+                }
+                if over {
+                    self.waits.unregister(id, &resources);
+                }
+            }
+        }
+        code
+    }
+
+    /// The body of [`RedlockCore::advance`]: runs the operation, and says whom to wake.
+    fn run(
+        &mut self,
+        id: u32,
+        now: Instant,
+        event: impl FnOnce(&mut Task, &mut Io, Instant),
+    ) -> (f64, FollowUp) {
         let Self {
             transport,
             clock,
             tickets,
             scripts,
             slots,
+            waits,
             ..
         } = self;
         let mut host = Host {
@@ -417,57 +464,151 @@ impl RedlockCore {
             scripts,
             clock,
         };
+        let mut follow_up = FollowUp::Nothing;
         let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
-            return status::IGNORED;
+            return (status::IGNORED, follow_up);
         };
         event(&mut slot.task, &mut slot.io, now);
         let io = &mut slot.io;
         let finished = match &mut slot.task {
-            Task::Finished(..) => return status::IGNORED,
+            Task::Finished(..) => return (status::IGNORED, follow_up),
             Task::Tail(leftover) => {
                 let waiting = match leftover {
                     Leftover::Release(op) => driver::step_tail(op, io, id, &mut host, now),
                     Leftover::Extend(op) => driver::step_tail(&mut **op, io, id, &mut host, now),
                 };
                 match waiting {
-                    Some(at) => return at,
+                    Some(at) => return (at, follow_up),
                     None => Ok(Outcome::Value(JsValue::UNDEFINED)),
                 }
             }
-            Task::Acquire(op, config) => match driver::step(&mut **op, io, id, &mut host, now) {
-                Stepped::Waiting(at) => return at,
-                Stepped::Done(Ok(lease)) => {
-                    Ok(Outcome::Value(HeldLock::new(config.clone(), lease).into()))
+            Task::Acquire(op, config, waiter) => loop {
+                let listening = waiter.enabled();
+                let mut skipped = false;
+                let stepped = driver::step(&mut **op, io, id, &mut host, now, |op, io| {
+                    // A resource held by a lock of this engine is not worth asking the nodes
+                    // for: its release wakes this acquire. Only an attempt not yet sent can be
+                    // skipped, and one waits to go out only when nothing awaited is in flight
+                    // (a clean-up's slower nodes, no longer awaited, may still be).
+                    if listening && !waits.is_idle() && io.is_idle(op) {
+                        if let Some((now, until)) = waits.held_until(op.resources(), host::now) {
+                            skipped |= op.handle_known_held(now, until);
+                        }
+                    }
+                });
+                match stepped {
+                    // Mid-round, or cleaning up after a failed attempt: nothing to do here.
+                    Stepped::Waiting(at) if !listening || !io.is_idle(&**op) => {
+                        return (at, follow_up)
+                    }
+                    // A pause between attempts.
+                    Stepped::Waiting(at) => {
+                        if waiter.carrying {
+                            waiter.carrying = false;
+                            // An attempt skipped for a known holder waits for that holder's
+                            // release, as do the others; one that failed at the nodes may have
+                            // failed for a reason of its own (another of its resources was
+                            // held), so the waiters after it get their turn.
+                            if !skipped {
+                                follow_up = FollowUp::PassOn(op.resources().to_vec(), false);
+                            }
+                        }
+                        let first_pause = !waiter.registered;
+                        if first_pause {
+                            waits.register(id, op.resources());
+                            waiter.registered = true;
+                        }
+                        // A release that came before this acquire listened, or that found every
+                        // waiter mid-attempt, may have left the lock free: try again now rather
+                        // than sleep out the delay.
+                        let missed = waits.missed(op.resources());
+                        if (missed || (first_pause && waits.released_since(waiter)))
+                            && op.handle_wakeup(host::now())
+                        {
+                            if missed {
+                                waits.clear_missed(op.resources());
+                            }
+                            waiter.carrying = true;
+                            continue;
+                        }
+                        return (at, follow_up);
+                    }
+                    Stepped::Done(Ok(lease)) => {
+                        if waiter.registered {
+                            waits.unregister(id, op.resources());
+                        }
+                        if !waits.is_idle() {
+                            waits.held(
+                                lease.resources(),
+                                lease.token().as_str(),
+                                lease.valid_until(),
+                            );
+                        }
+                        break Ok(Outcome::Value(HeldLock::new(config.clone(), lease).into()));
+                    }
+                    Stepped::Done(Err(error)) => {
+                        if waiter.carrying && !skipped {
+                            follow_up = FollowUp::PassOn(op.resources().to_vec(), true);
+                        } else if waiter.registered {
+                            waits.unregister(id, op.resources());
+                        }
+                        break Err(acquire_failure(&error));
+                    }
                 }
-                Stepped::Done(Err(error)) => Err(acquire_failure(&error)),
             },
             // Whatever a cancelled acquire still gives as its outcome means nothing (see
             // `Operation::handle_cancel`), and the core reports nothing on its clean-up: the
             // failure goes without a report, like the `AbortError` JavaScript makes of it.
-            Task::Cancelled(op) => match driver::step_tail(&mut **op, io, id, &mut host, now) {
-                Some(at) => return at,
-                None => Err(to_js::failure(
-                    code::ABORTED,
-                    "the acquire was aborted",
-                    JsValue::NULL,
-                )),
-            },
+            Task::Cancelled(op, wakes) => {
+                match driver::step_tail(&mut **op, io, id, &mut host, now) {
+                    Some(at) => return (at, follow_up),
+                    None => {
+                        if *wakes {
+                            waits.count_release();
+                            if !waits.is_idle() {
+                                follow_up = FollowUp::Wake(op.resources().to_vec());
+                            }
+                        }
+                        Err(to_js::failure(
+                            code::ABORTED,
+                            "the acquire was aborted",
+                            JsValue::NULL,
+                        ))
+                    }
+                }
+            }
             Task::Extend(op, config, state) => {
-                match driver::step(&mut **op, io, id, &mut host, now) {
-                    Stepped::Waiting(at) => return at,
+                match driver::step(&mut **op, io, id, &mut host, now, |_, _| {}) {
+                    Stepped::Waiting(at) => return (at, follow_up),
                     Stepped::Done(Ok(lease)) => {
+                        if !waits.is_idle() {
+                            waits.held(
+                                lease.resources(),
+                                lease.token().as_str(),
+                                lease.valid_until(),
+                            );
+                        }
                         *state.borrow_mut() = HeldState {
                             config: config.clone(),
                             lease,
                         };
                         Ok(Outcome::Value(JsValue::TRUE))
                     }
-                    Stepped::Done(Err(error)) => Err(extend_failure(&error)),
+                    Stepped::Done(Err(error)) => {
+                        // The keys are gone or another owner's: whoever waits may have them.
+                        if matches!(error, ExtendError::Lost { .. }) {
+                            follow_up = lock_gone(waits, &state.borrow().lease);
+                        }
+                        Err(extend_failure(&error))
+                    }
                 }
             }
-            Task::Release(op) => match driver::step(op, io, id, &mut host, now) {
-                Stepped::Waiting(at) => return at,
-                Stepped::Done(released) => Ok(released_outcome(&released)),
+            Task::Release(op, state) => match driver::step(op, io, id, &mut host, now, |_, _| {}) {
+                Stepped::Waiting(at) => return (at, follow_up),
+                Stepped::Done(released) => {
+                    follow_up = lock_gone(waits, &state.borrow().lease);
+                    Ok(released_outcome(&released))
+                }
             },
         };
         let code = if finished.is_ok() {
@@ -478,13 +619,62 @@ impl RedlockCore {
         // A release or an extension decided by a quorum may still await slower nodes: it stays
         // for its tail.
         let tail = match std::mem::replace(&mut slot.task, finished_placeholder()) {
-            Task::Release(op) if op.poll_timeout().is_some() => Some(Leftover::Release(op)),
+            Task::Release(op, _) if op.poll_timeout().is_some() => Some(Leftover::Release(op)),
             Task::Extend(op, _, _) if op.poll_timeout().is_some() => Some(Leftover::Extend(op)),
             _ => None,
         };
         slot.task = Task::Finished(finished, tail);
-        code
+        (code, follow_up)
     }
+
+    /// Hands a release of `resource` to the first acquire waiting for it, in arrival order
+    /// (after acquire `after`, when given), that can use it: one pausing between attempts.
+    /// Returns whether one did; JavaScript then steps it (see `Transport::wake`).
+    fn wake_one(&mut self, resource: &str, after: Option<u32>) -> bool {
+        let Self {
+            transport,
+            slots,
+            waits,
+            ..
+        } = self;
+        let mut now = None;
+        for &waiting in waits.waiters(resource, after) {
+            let Some(Some(Slot {
+                task: Task::Acquire(op, _, waiter),
+                ..
+            })) = slots.get_mut(waiting as usize)
+            else {
+                continue;
+            };
+            if op.handle_wakeup(*now.get_or_insert_with(host::now)) {
+                waiter.carrying = true;
+                transport.wake(waiting);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Whom to wake once an operation has run (see [`RedlockCore::advance`]).
+enum FollowUp {
+    Nothing,
+    /// A lock on these resources is gone: wake the first waiter for each.
+    Wake(Vec<String>),
+    /// The attempt that a wake-up started failed: hand the wake-up on to the waiters after
+    /// this acquire, and with `true` forget the acquire as a waiter (it is over).
+    PassOn(Vec<String>, bool),
+}
+
+/// `lease` no longer holds its resources (released, or found lost): counts that as a release
+/// and, when anybody waits, says whom to wake.
+fn lock_gone(waits: &mut Waits, lease: &Lease) -> FollowUp {
+    waits.count_release();
+    if waits.is_idle() {
+        return FollowUp::Nothing;
+    }
+    waits.not_held(lease.resources(), lease.token().as_str());
+    FollowUp::Wake(lease.resources().to_vec())
 }
 
 /// What a task is left as while its parts are moved out.
