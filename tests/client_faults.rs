@@ -445,11 +445,34 @@ async fn a_connection_slower_than_the_request_deadline_is_still_made() {
     .await;
 }
 
+/// Makes each node in turn the straggler of a round: `round(straggler, attempt)` pauses that
+/// node around the round itself, checks what it must, and says whether the node answered only
+/// after the decision. SIGSTOP takes effect asynchronously, so a node that still answered in
+/// time gets another try, up to five; the checks run on every try all the same.
+async fn with_each_straggler<Round, Checked>(nodes: usize, mut round: Round)
+where
+    Round: FnMut(usize, usize) -> Checked,
+    Checked: std::future::Future<Output = bool>,
+{
+    for straggler in 0..nodes {
+        let mut straggled = false;
+        for attempt in 0..5 {
+            if round(straggler, attempt).await {
+                straggled = true;
+                break;
+            }
+        }
+        assert!(
+            straggled,
+            "node {straggler} never answered after the decision"
+        );
+    }
+}
+
 /// A node whose script cache was emptied (`SCRIPT FLUSH`, or a restart that kept its data)
 /// answers an extension with `NOSCRIPT`. When that answer comes only after the others decided
 /// the round, the node must still get the script's source: otherwise it keeps the old TTL, and
-/// the lock lives on fewer nodes than the caller was told. A paused node is made the straggler,
-/// each node in turn.
+/// the lock lives on fewer nodes than the caller was told.
 #[tokio::test]
 async fn an_extension_reaches_a_straggler_that_lost_its_scripts() {
     let cluster = RedisCluster::start(3).unwrap();
@@ -461,45 +484,36 @@ async fn an_extension_reaches_a_straggler_that_lost_its_scripts() {
             .request_timeout(Duration::from_millis(500))
             .build()
             .unwrap();
-        for straggler in 0..urls.len() {
-            // SIGSTOP takes effect asynchronously: a node that still answered before it stopped
-            // was no straggler, and that try does not count (its TTL is checked all the same).
-            let mut straggled = false;
-            for attempt in 0..5 {
-                let key = format!("flushed-extend:{straggler}:{attempt}");
-                let mut lock = redlock.lock(key.as_str()).await.unwrap();
-                redlock.flush().await;
-                assert_held(&urls, &key, lock.token().as_str()).await;
-                for url in &urls {
-                    let () = query(url, redis::cmd("SCRIPT").arg("FLUSH")).await;
-                }
-
-                cluster.pause(straggler).unwrap();
-                let extended = lock.extend(Duration::from_secs(60)).await;
-                cluster.resume(straggler).unwrap();
-                extended.unwrap();
-                straggled = *status(lock.report(), straggler) == NodeStatus::NoAnswer;
-
-                redlock.flush().await;
-                for url in &urls {
-                    let left = pttl(url, &key).await;
-                    assert!(
-                        left > 30_000,
-                        "{key} on {url} kept the old TTL ({left} ms left): {}",
-                        lock.report()
-                    );
-                }
-                lock.release().await;
-                if straggled {
-                    break;
-                }
+        let (cluster, urls, redlock) = (&cluster, &urls, &redlock);
+        with_each_straggler(urls.len(), move |straggler, attempt| async move {
+            let key = format!("flushed-extend:{straggler}:{attempt}");
+            let mut lock = redlock.lock(key.as_str()).await.unwrap();
+            redlock.flush().await;
+            assert_held(urls, &key, lock.token().as_str()).await;
+            for url in urls {
+                let () = query(url, redis::cmd("SCRIPT").arg("FLUSH")).await;
             }
-            assert!(
-                straggled,
-                "node {straggler} never answered after the decision"
-            );
-        }
-        assert_no_keys(&redlock, &urls).await;
+
+            cluster.pause(straggler).unwrap();
+            let extended = lock.extend(Duration::from_secs(60)).await;
+            cluster.resume(straggler).unwrap();
+            extended.unwrap();
+            let straggled = *status(lock.report(), straggler) == NodeStatus::NoAnswer;
+
+            redlock.flush().await;
+            for url in urls {
+                let left = pttl(url, &key).await;
+                assert!(
+                    left > 30_000,
+                    "{key} on {url} kept the old TTL ({left} ms left): {}",
+                    lock.report()
+                );
+            }
+            lock.release().await;
+            straggled
+        })
+        .await;
+        assert_no_keys(redlock, urls).await;
     })
     .await;
 }
@@ -516,37 +530,30 @@ async fn a_lock_on_several_resources_reaches_a_straggler_that_lost_its_scripts()
             .request_timeout(Duration::from_millis(500))
             .build()
             .unwrap();
-        for straggler in 0..urls.len() {
-            let mut straggled = false;
-            for attempt in 0..5 {
-                let keys = [
-                    format!("flushed-multi:{straggler}:{attempt}:a"),
-                    format!("flushed-multi:{straggler}:{attempt}:b"),
-                ];
-                for url in &urls {
-                    let () = query(url, redis::cmd("SCRIPT").arg("FLUSH")).await;
-                }
-                cluster.pause(straggler).unwrap();
-                let locked = redlock.lock_multi(keys.clone()).await;
-                cluster.resume(straggler).unwrap();
-                let lock = locked.unwrap();
-                straggled = *status(lock.report(), straggler) == NodeStatus::NoAnswer;
-
-                redlock.flush().await;
-                for key in &keys {
-                    assert_held(&urls, key, lock.token().as_str()).await;
-                }
-                lock.release().await;
-                if straggled {
-                    break;
-                }
+        let (cluster, urls, redlock) = (&cluster, &urls, &redlock);
+        with_each_straggler(urls.len(), move |straggler, attempt| async move {
+            let keys = [
+                format!("flushed-multi:{straggler}:{attempt}:a"),
+                format!("flushed-multi:{straggler}:{attempt}:b"),
+            ];
+            for url in urls {
+                let () = query(url, redis::cmd("SCRIPT").arg("FLUSH")).await;
             }
-            assert!(
-                straggled,
-                "node {straggler} never answered after the decision"
-            );
-        }
-        assert_no_keys(&redlock, &urls).await;
+            cluster.pause(straggler).unwrap();
+            let locked = redlock.lock_multi(keys.clone()).await;
+            cluster.resume(straggler).unwrap();
+            let lock = locked.unwrap();
+            let straggled = *status(lock.report(), straggler) == NodeStatus::NoAnswer;
+
+            redlock.flush().await;
+            for key in &keys {
+                assert_held(urls, key, lock.token().as_str()).await;
+            }
+            lock.release().await;
+            straggled
+        })
+        .await;
+        assert_no_keys(redlock, urls).await;
     })
     .await;
 }
