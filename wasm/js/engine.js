@@ -3,7 +3,7 @@
 // per operation. The core never waits on JavaScript and JavaScript never waits inside the core:
 // every call into it runs an operation as far as it goes and answers with one number.
 
-import { RedlockCore, markerPrefix, wasmMemory } from './quorumlock_wasm.js';
+import { RedlockCore, markerPrefix, releasedChannelPrefix, wasmMemory } from './quorumlock_wasm.js';
 import { toError } from './errors.js';
 import { releasedOutcome } from './lock.js';
 
@@ -234,12 +234,17 @@ export class Engine {
   #scriptTexts = [];
   /** What the core puts before a key to name its waiter marker. */
   #markerPrefix = markerPrefix();
+  /** What the release script puts before a key to name the channel it publishes on. */
+  #channelPrefix = releasedChannelPrefix();
   /** Where the core leaves a release's numbers, and a view on them (see `#readOutcome`). */
   #memory = wasmMemory();
   #outcomeAddress;
   #outcomeView = null;
+  /** One subscriber or null per node, when any node has one (see `#subscribeAll`). */
+  #subscribers = null;
 
-  constructor(executors, settings) {
+  /** `subscribers`: as `checkSubscribers` returns them, or null. */
+  constructor(executors, settings, subscribers = null) {
     this.#executors = executors;
     const ops = this.#ops;
     this.#deadlines = new Deadlines(ops, (op) => this.#advance(op.id, this.#core.timeout(op.id)));
@@ -268,9 +273,52 @@ export class Engine {
           if (ops[id] === op) this.#advance(id, this.#core.step(id));
         });
       },
+      // Somebody here started or stopped waiting for a resource (only called after `listen`).
+      watch: (resource) => this.#subscribeAll(resource, true),
+      unwatch: (resource) => this.#subscribeAll(resource, false),
     };
     this.#core = new RedlockCore(transport, executors.length, settings);
     this.#outcomeAddress = this.#core.outcomeAddress();
+    if (subscribers !== null) {
+      this.#subscribers = subscribers;
+      this.#core.listen();
+    }
+  }
+
+  /**
+   * Subscribes every node's subscriber to the channel on which other processes' releases of
+   * `resource` are published, or unsubscribes them. The core asks once per resource, when its
+   * first waiter pauses and when its last waiter is gone. Done in a microtask, in the order
+   * asked: the core is running now and cannot be called into, which a subscriber delivering a
+   * message at once would do. A subscriber that throws or rejects costs only the wake-ups:
+   * waiters still retry on their own.
+   */
+  #subscribeAll(resource, subscribe) {
+    const channel = this.#channelPrefix + resource;
+    queueMicrotask(() => {
+      this.#subscribers.forEach((subscriber, node) => {
+        if (subscriber === null) return;
+        try {
+          const done = subscribe
+            ? subscriber.subscribe(channel, (message) => this.#heard(node, resource, message))
+            : subscriber.unsubscribe(channel);
+          if (typeof done?.then === 'function') done.then(undefined, () => {});
+        } catch {
+          // Ignored: see above.
+        }
+      });
+    });
+  }
+
+  /** Node `node` published a release of `resource`; `message` is the released lock's token. */
+  #heard(node, resource, message) {
+    let token;
+    if (typeof message === 'string') token = message;
+    else if (message instanceof Uint8Array) token = new TextDecoder().decode(message);
+    else return;
+    // Later: a subscriber may call back at any moment, even while the core runs (say, from
+    // inside an executor sharing its client), when the core cannot be called into.
+    queueMicrotask(() => this.#core.releasedElsewhere(node, resource, token));
   }
 
   /** What operation `op`'s promise resolves with, from the value the core finished it with. */

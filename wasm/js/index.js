@@ -12,7 +12,7 @@ export {
   LockReleasedError,
   AbortError,
 } from './errors.js';
-export { nodeRedisExecutor } from './adapters/node-redis.js';
-export { ioredisExecutor } from './adapters/ioredis.js';
+export { nodeRedisExecutor, nodeRedisSubscriber } from './adapters/node-redis.js';
+export { ioredisExecutor, ioredisSubscriber } from './adapters/ioredis.js';
 export { upstashExecutor } from './adapters/upstash.js';
 export { respExecutor } from './adapters/resp.js';

@@ -45,6 +45,36 @@ export function checkExecutors(executors) {
   return [...executors];
 }
 
+/**
+ * Checks the `subscribers` option against the `nodes` executors: undefined, or an array with
+ * one entry per executor, each a subscriber (an object or function with `subscribe` and
+ * `unsubscribe` methods) or null for a node without one. Returns the subscribers with null for
+ * the nodes without, or null when no node has one.
+ */
+export function checkSubscribers(subscribers, nodes) {
+  if (subscribers === undefined) return null;
+  if (!Array.isArray(subscribers)) {
+    throw new TypeError(`options.subscribers must be an array, got ${kindOf(subscribers)}`);
+  }
+  if (subscribers.length !== nodes) {
+    throw new RangeError(`options.subscribers must have one entry per executor (${nodes}), got ${subscribers.length}`);
+  }
+  const checked = subscribers.map((subscriber, index) => {
+    if (subscriber === undefined || subscriber === null) return null;
+    const shaped =
+      (typeof subscriber === 'object' || typeof subscriber === 'function') &&
+      typeof subscriber.subscribe === 'function' &&
+      typeof subscriber.unsubscribe === 'function';
+    if (!shaped) {
+      throw new TypeError(
+        `options.subscribers[${index}] must have subscribe(channel, onMessage) and unsubscribe(channel) methods, or be null`,
+      );
+    }
+    return subscriber;
+  });
+  return checked.some((subscriber) => subscriber !== null) ? checked : null;
+}
+
 export function checkResources(resources) {
   // One key, the common call: nothing to compare it with.
   if (typeof resources === 'string') {

@@ -9,6 +9,7 @@ import {
   checkExecutors,
   checkOptions,
   checkResources,
+  checkSubscribers,
   checkTtl,
 } from './options.js';
 
@@ -35,12 +36,15 @@ export class Redlock {
    * @param executors one async function per Redis node (independent primaries, ideally an odd
    *   number): it receives a command as an array of strings and resolves with the reply.
    * @param options driftFactor, minValidity, requestTimeout, retryCount, retryDelay,
-   *   retryJitter, retryDeadline, maxExtensions, maxHold (durations in milliseconds).
+   *   retryJitter, retryDeadline, maxExtensions, maxHold (durations in milliseconds), and
+   *   subscribers: one per executor (or null), through which acquires hear of releases made by
+   *   other processes and retry at once instead of after their delay.
    */
   constructor(executors, options = {}) {
     const checked = checkExecutors(executors);
-    this.#settings = checkOptions(options, REDLOCK_OPTIONS, 'options');
-    this.#engine = new Engine(checked, this.#settings);
+    const { subscribers, ...settings } = checkOptions(options, [...REDLOCK_OPTIONS, 'subscribers'], 'options');
+    this.#settings = settings;
+    this.#engine = new Engine(checked, settings, checkSubscribers(subscribers, checked.length));
   }
 
   /**

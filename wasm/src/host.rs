@@ -53,6 +53,15 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn wake(this: &Transport, op: u32);
 
+    /// Somebody now waits for `resource`: JavaScript is to subscribe to its releases by other
+    /// processes (see `RedlockCore::listen`). Must not call back into the core synchronously.
+    #[wasm_bindgen(method)]
+    pub fn watch(this: &Transport, resource: &str);
+
+    /// Nobody waits for `resource` any more: JavaScript is to unsubscribe.
+    #[wasm_bindgen(method)]
+    pub fn unwatch(this: &Transport, resource: &str);
+
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
 

@@ -54,6 +54,11 @@ pub struct RedlockCore {
     free: Vec<u32>,
     /// Acquires waiting for resources that locks of this engine hold (see [`waits`]).
     waits: Waits,
+    /// Whether JavaScript subscribes to releases by other processes (see
+    /// [`RedlockCore::listen`]): then it is told which resources anybody waits for.
+    subscribed: bool,
+    /// How many nodes a release must be heard from before it wakes a waiter.
+    quorum: usize,
     /// The numbers of the last release `finish` handed out, which JavaScript reads in place
     /// (see [`RedlockCore::outcome_address`]): a view on memory costs it less than a new
     /// `Float64Array` per release. Its length is fixed, so it never moves.
@@ -117,7 +122,9 @@ impl RedlockCore {
         let settings = settings::from_options(options).map_err(|e| range_error(&e.0))?;
         let mut longest = settings.clone();
         longest.ttl = Config::MAX_TTL;
-        Config::new(nodes, longest).map_err(|e| range_error(&messages::config(&e)))?;
+        let quorum = Config::new(nodes, longest)
+            .map_err(|e| range_error(&messages::config(&e)))?
+            .quorum();
         Ok(Self {
             transport,
             nodes,
@@ -130,6 +137,8 @@ impl RedlockCore {
             slots: Vec::new(),
             free: Vec::new(),
             waits: Waits::default(),
+            subscribed: false,
+            quorum,
             outcome: vec![0.0; 1 + 3 * nodes].into_boxed_slice(),
         })
     }
@@ -271,7 +280,13 @@ impl RedlockCore {
     /// acquire in progress.
     pub fn cancel(&mut self, id: u32) -> f64 {
         let now = self.read_clock();
-        let Self { slots, waits, .. } = self;
+        let Self {
+            slots,
+            waits,
+            transport,
+            subscribed,
+            ..
+        } = self;
         let Some(slot) = slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return status::IGNORED;
         };
@@ -281,7 +296,7 @@ impl RedlockCore {
                 // An aborted acquire no longer waits, and wakes nobody when it merely ends a
                 // pause: it held nothing.
                 if waiter.registered {
-                    waits.unregister(id, acquire.resources());
+                    waits.unregister(id, acquire.resources(), forget(transport, *subscribed));
                 }
                 let cleaning = acquire.poll_timeout().is_some();
                 Task::Cancelled(acquire, cleaning || waiter.carrying)
@@ -343,6 +358,31 @@ impl RedlockCore {
     #[wasm_bindgen(js_name = outcomeAddress)]
     pub fn outcome_address(&self) -> u32 {
         u32::try_from(self.outcome.as_ptr() as usize).unwrap_or(0)
+    }
+
+    /// JavaScript has subscribers for releases by other processes: from now on it is told
+    /// through [`Transport::watch`] and [`Transport::unwatch`] which resources anybody waits
+    /// for, and reports what it hears with [`RedlockCore::released_elsewhere`].
+    pub fn listen(&mut self) {
+        self.subscribed = true;
+    }
+
+    /// Node `node` published that the lock on `resource` held under `token` was released.
+    /// Once a quorum of nodes has said so, the first acquire waiting for `resource` that can
+    /// use it tries again at once, as after a release here. A release nobody here waits for,
+    /// one heard before, and one of this engine's own locks are ignored.
+    #[wasm_bindgen(js_name = releasedElsewhere)]
+    pub fn released_elsewhere(&mut self, node: u32, resource: &str, token: &str) {
+        if self.waits.is_idle() {
+            return;
+        }
+        if self
+            .waits
+            .released_elsewhere(resource, token, node as usize, self.quorum)
+        {
+            self.waits.count_release();
+            self.wake_or_miss(resource);
+        }
     }
 }
 
@@ -425,9 +465,7 @@ impl RedlockCore {
             FollowUp::Nothing => {}
             FollowUp::Wake(resources) => {
                 for resource in &resources {
-                    if !self.wake_one(resource, None) {
-                        self.waits.miss(resource);
-                    }
+                    self.wake_or_miss(resource);
                 }
             }
             FollowUp::PassOn(resources, over) => {
@@ -435,7 +473,8 @@ impl RedlockCore {
                     self.wake_one(resource, Some(id));
                 }
                 if over {
-                    self.waits.unregister(id, &resources);
+                    let forget = forget(&self.transport, self.subscribed);
+                    self.waits.unregister(id, &resources, forget);
                 }
             }
         }
@@ -456,8 +495,10 @@ impl RedlockCore {
             scripts,
             slots,
             waits,
+            subscribed,
             ..
         } = self;
+        let subscribed = *subscribed;
         let mut host = Host {
             transport,
             tickets,
@@ -515,7 +556,8 @@ impl RedlockCore {
                         }
                         let first_pause = !waiter.registered;
                         if first_pause {
-                            waits.register(id, op.resources());
+                            let watch = watch(host.transport, subscribed);
+                            waits.register(id, op.resources(), watch);
                             waiter.registered = true;
                         }
                         // A release that came before this acquire listened, or that found every
@@ -535,7 +577,8 @@ impl RedlockCore {
                     }
                     Stepped::Done(Ok(lease)) => {
                         if waiter.registered {
-                            waits.unregister(id, op.resources());
+                            let forget = forget(host.transport, subscribed);
+                            waits.unregister(id, op.resources(), forget);
                         }
                         if !waits.is_idle() {
                             waits.held(
@@ -550,7 +593,8 @@ impl RedlockCore {
                         if waiter.carrying && !skipped {
                             follow_up = FollowUp::PassOn(op.resources().to_vec(), true);
                         } else if waiter.registered {
-                            waits.unregister(id, op.resources());
+                            let forget = forget(host.transport, subscribed);
+                            waits.unregister(id, op.resources(), forget);
                         }
                         break Err(acquire_failure(&error));
                     }
@@ -627,6 +671,14 @@ impl RedlockCore {
         (code, follow_up)
     }
 
+    /// Hands a release of `resource` to a waiter, or keeps it for the first to pause next
+    /// when none can use it now.
+    fn wake_or_miss(&mut self, resource: &str) {
+        if !self.wake_one(resource, None) {
+            self.waits.miss(resource);
+        }
+    }
+
     /// Hands a release of `resource` to the first acquire waiting for it, in arrival order
     /// (after acquire `after`, when given), that can use it: one pausing between attempts.
     /// Returns whether one did; JavaScript then steps it (see `Transport::wake`).
@@ -673,8 +725,33 @@ fn lock_gone(waits: &mut Waits, lease: &Lease) -> FollowUp {
     if waits.is_idle() {
         return FollowUp::Nothing;
     }
-    waits.not_held(lease.resources(), lease.token().as_str());
-    FollowUp::Wake(lease.resources().to_vec())
+    let token = lease.token().as_str();
+    let resources = lease
+        .resources()
+        .iter()
+        .filter(|resource| waits.released_here(resource, token))
+        .cloned()
+        .collect();
+    FollowUp::Wake(resources)
+}
+
+/// What [`Waits::register`] calls for a resource that gains its first waiter: when JavaScript
+/// has subscribers, it subscribes to the resource's releases elsewhere.
+fn watch(transport: &Transport, subscribed: bool) -> impl FnMut(&str) + '_ {
+    move |resource| {
+        if subscribed {
+            transport.watch(resource);
+        }
+    }
+}
+
+/// What [`Waits::unregister`] calls for a resource that loses its last waiter.
+fn forget(transport: &Transport, subscribed: bool) -> impl FnMut(&str) + '_ {
+    move |resource| {
+        if subscribed {
+            transport.unwatch(resource);
+        }
+    }
 }
 
 /// What a task is left as while its parts are moved out.
@@ -788,6 +865,12 @@ pub fn wasm_memory() -> JsValue {
 #[wasm_bindgen(js_name = markerPrefix)]
 pub fn marker_prefix() -> String {
     quorumlock::proto::WAITING_MARKER_PREFIX.to_owned()
+}
+
+/// What the release script puts before a key to name the channel it publishes the release on.
+#[wasm_bindgen(js_name = releasedChannelPrefix)]
+pub fn released_channel_prefix() -> String {
+    quorumlock::proto::RELEASED_CHANNEL_PREFIX.to_owned()
 }
 
 /// A TTL in milliseconds as a duration; a `RangeError` naming `name` when it cannot be one.

@@ -16,6 +16,12 @@
 //! where their split votes can leave none of them with a quorum and all of them sleeping out
 //! their delay.
 //!
+//! Releases by other processes arrive the same way when JavaScript has subscribers: a resource
+//! gaining its first waiter or losing its last is reported (see [`Waits::register`]), and a
+//! release heard on the resource's channel from a quorum of nodes wakes a waiter like a release
+//! here does ([`Waits::released_elsewhere`]). Each node publishes a release it runs, and a
+//! release here is heard back from the nodes too: every release wakes once, by its token.
+//!
 //! [`Operation::handle_wakeup`]: quorumlock::proto::Operation::handle_wakeup
 //! [`Operation::handle_known_held`]: quorumlock::proto::Operation::handle_known_held
 
@@ -67,6 +73,7 @@ impl ByResource {
                         waiters: Vec::new(),
                         holder: None,
                         missed: false,
+                        last_release: None,
                     },
                 ));
                 self.0.len() - 1
@@ -90,6 +97,18 @@ struct Entry {
     /// takes it rather than sleep out its delay on a lock that may be free; a later holder
     /// makes it moot.
     missed: bool,
+    /// The last release of the resource heard of: one of this engine, or one whose messages
+    /// came in from some nodes. Its later messages wake nobody again.
+    last_release: Option<HeardRelease>,
+}
+
+struct HeardRelease {
+    token: String,
+    /// The nodes it was heard from, as bits: the first 64 nodes count, a release of this
+    /// engine counts as all of them.
+    nodes: u64,
+    /// Whether it woke (or tried to wake) a waiter already.
+    signalled: bool,
 }
 
 struct Holder {
@@ -146,9 +165,13 @@ impl Waits {
         self.epoch = self.epoch.wrapping_add(1);
     }
 
-    /// Adds acquire `id`, pausing for the first time, to the waiters for `resources`.
-    pub(crate) fn register(&mut self, id: u32, resources: &[String]) {
+    /// Adds acquire `id`, pausing for the first time, to the waiters for `resources`;
+    /// `watch` is told of each resource nobody waited for until now.
+    pub(crate) fn register(&mut self, id: u32, resources: &[String], mut watch: impl FnMut(&str)) {
         for resource in resources {
+            if self.by_resource.get(resource).is_none() {
+                watch(resource);
+            }
             let entry = self.by_resource.entry(resource);
             if !entry.waiters.contains(&id) {
                 entry.waiters.push(id);
@@ -157,13 +180,19 @@ impl Waits {
     }
 
     /// Removes acquire `id` from the waiters for `resources`; a resource nobody waits for any
-    /// more is forgotten, with what was known of its holder.
-    pub(crate) fn unregister(&mut self, id: u32, resources: &[String]) {
+    /// more is forgotten, with what was known of its holder, and `forget` is told of it.
+    pub(crate) fn unregister(
+        &mut self,
+        id: u32,
+        resources: &[String],
+        mut forget: impl FnMut(&str),
+    ) {
         for resource in resources {
             if let Some(entry) = self.by_resource.get_mut(resource.as_str()) {
                 entry.waiters.retain(|waiter| *waiter != id);
                 if entry.waiters.is_empty() {
                     self.by_resource.remove(resource.as_str());
+                    forget(resource);
                 }
             }
         }
@@ -188,15 +217,52 @@ impl Waits {
         }
     }
 
-    /// The lock held under `token` no longer holds `resources`.
-    pub(crate) fn not_held(&mut self, resources: &[String], token: &str) {
-        for resource in resources {
-            if let Some(entry) = self.by_resource.get_mut(resource.as_str()) {
-                if entry.holder.as_ref().is_some_and(|h| h.token == token) {
-                    entry.holder = None;
-                }
-            }
+    /// The lock of this engine held under `token` no longer holds `resource` (released, or
+    /// found lost). Returns whether to wake a waiter for it: not when the nodes' messages
+    /// about the release already did.
+    pub(crate) fn released_here(&mut self, resource: &str, token: &str) -> bool {
+        self.heard(resource, token, u64::MAX, 1)
+    }
+
+    /// Node `node` published a release of `resource` under `token`. Returns whether to wake a
+    /// waiter for it: once the release has been heard from `quorum` nodes, and only once. A
+    /// node past the 64th is not counted; such a release still reaches the waiters as they
+    /// retry.
+    pub(crate) fn released_elsewhere(
+        &mut self,
+        resource: &str,
+        token: &str,
+        node: usize,
+        quorum: usize,
+    ) -> bool {
+        let bit = u32::try_from(node)
+            .ok()
+            .and_then(|node| 1u64.checked_shl(node))
+            .unwrap_or(0);
+        self.heard(resource, token, bit, quorum)
+    }
+
+    fn heard(&mut self, resource: &str, token: &str, nodes: u64, quorum: usize) -> bool {
+        let Some(entry) = self.by_resource.get_mut(resource) else {
+            return false;
+        };
+        if entry.holder.as_ref().is_some_and(|h| h.token == token) {
+            entry.holder = None;
         }
+        let release = match &mut entry.last_release {
+            Some(release) if release.token == token => release,
+            other => other.insert(HeardRelease {
+                token: token.to_owned(),
+                nodes: 0,
+                signalled: false,
+            }),
+        };
+        release.nodes |= nodes;
+        if release.signalled || (release.nodes.count_ones() as usize) < quorum {
+            return false;
+        }
+        release.signalled = true;
+        true
     }
 
     /// Until when a lock of this engine keeps any of `resources`, if one still does at the

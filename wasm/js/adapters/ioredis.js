@@ -68,3 +68,43 @@ export function ioredisExecutor(client) {
     return client.call(lowerCaseName(args[0]), ...args.slice(1));
   };
 }
+
+/**
+ * `ioredisSubscriber(client)`: the subscriber for the `subscribers` option of `Redlock` on the
+ * node `client` reaches. It subscribes on a duplicate of the client (a connection in subscriber
+ * mode can send nothing else), opened when it first subscribes; ioredis reconnects it and
+ * subscribes again on its own. `close()` disconnects it for good.
+ */
+export function ioredisSubscriber(client) {
+  if (!client || typeof client.duplicate !== 'function') {
+    throw new TypeError('ioredisSubscriber needs an ioredis client (with duplicate)');
+  }
+  const listeners = new Map();
+  let connection = null;
+  let closed = false;
+  const open = () => {
+    connection = client.duplicate();
+    // Wake-ups only spare waiters their retry delay: a failing connection is not worth an
+    // unhandled 'error' event, and ioredis keeps reconnecting.
+    connection.on('error', () => {});
+    connection.on('message', (channel, message) => listeners.get(channel)?.(message));
+    return connection;
+  };
+  return {
+    subscribe(channel, onMessage) {
+      if (closed) return undefined;
+      listeners.set(channel, onMessage);
+      return (connection ?? open()).subscribe(channel);
+    },
+    unsubscribe(channel) {
+      listeners.delete(channel);
+      return connection?.unsubscribe(channel);
+    },
+    close() {
+      closed = true;
+      listeners.clear();
+      connection?.disconnect();
+      connection = null;
+    },
+  };
+}
