@@ -22,6 +22,28 @@ export interface RedlockOptions {
   maxExtensions?: number;
   /** Longest total hold time through extensions. Default: no limit. */
   maxHold?: number;
+  /**
+   * One per executor, in the same order (null for a node without one): through them, an
+   * acquire waiting for a key hears of its release by another process and retries at once
+   * rather than after its delay. Default: none; waiters then retry on their own.
+   */
+  subscribers?: (Subscriber | null)[];
+}
+
+/**
+ * Pub/Sub on one Redis node, for the `subscribers` option. Both methods may return a promise;
+ * a throw or a rejection only costs the wake-ups.
+ */
+export interface Subscriber {
+  /** Starts calling `onMessage` with each message published on `channel`. */
+  subscribe(channel: string, onMessage: (message: string | Uint8Array) => void): unknown;
+  /** Stops the messages of `channel`. */
+  unsubscribe(channel: string): unknown;
+}
+
+/** A subscriber on a connection of its own, which `close()` ends. */
+export interface ClosableSubscriber extends Subscriber {
+  close(): unknown;
 }
 
 /** Per-call options of `acquire` and `using`. */
@@ -128,6 +150,10 @@ export class AbortError extends RedlockError {}
 
 export function nodeRedisExecutor(client: { sendCommand(args: string[]): Promise<unknown> }): Executor;
 export function ioredisExecutor(client: { call(command: string, ...args: string[]): Promise<unknown> }): Executor;
+/** A subscriber on `client.duplicate()`, connected at its first subscription. */
+export function nodeRedisSubscriber(client: { duplicate(): unknown }): ClosableSubscriber;
+/** A subscriber on `client.duplicate()`, opened at its first subscription. */
+export function ioredisSubscriber(client: { duplicate(): unknown }): ClosableSubscriber;
 export function upstashExecutor(redis: { exec(args: string[]): Promise<unknown> }): Executor;
 
 /** A byte stream to one Redis node: a Cloudflare `Socket`, a `Deno.Conn`, or web streams. */

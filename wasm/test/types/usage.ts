@@ -8,6 +8,7 @@ import {
   RedlockError,
   respExecutor,
   ioredisExecutor,
+  ioredisSubscriber,
   type Executor,
   type NodeReport,
 } from 'quorumlock';
@@ -41,6 +42,13 @@ async function main(): Promise<void> {
 
   const resp = respExecutor({ connect: () => ({ readable: new ReadableStream(), writable: new WritableStream() }) });
   resp.close();
+
+  const subscriber = ioredisSubscriber({ duplicate: () => ({}) });
+  const withSubscribers = new Redlock([executors[0]], { subscribers: [subscriber] });
+  void withSubscribers;
+  subscriber.close();
+  // @ts-expect-error a subscriber needs subscribe and unsubscribe
+  new Redlock(executors, { subscribers: [{ subscribe() {} }] });
 
   // @ts-expect-error resources are strings
   await redlock.acquire(5, 1000);
