@@ -173,3 +173,10 @@ export interface RespExecutorOptions {
   maxPending?: number;
 }
 export function respExecutor(options: RespExecutorOptions): Executor & { close(): void };
+export interface RespSubscriberOptions {
+  connect: () => ByteStream | Promise<ByteStream>;
+  username?: string;
+  password?: string;
+}
+/** A subscriber on a byte stream of its own, opened at its first subscription. */
+export function respSubscriber(options: RespSubscriberOptions): ClosableSubscriber;

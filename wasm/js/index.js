@@ -15,4 +15,4 @@ export {
 export { nodeRedisExecutor, nodeRedisSubscriber } from './adapters/node-redis.js';
 export { ioredisExecutor, ioredisSubscriber } from './adapters/ioredis.js';
 export { upstashExecutor } from './adapters/upstash.js';
-export { respExecutor } from './adapters/resp.js';
+export { respExecutor, respSubscriber } from './adapters/resp.js';

@@ -8,9 +8,17 @@ import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
 import { createClient } from 'redis';
 import { quorumlock } from './support/package.mjs';
-import { startCluster } from './support/redis.mjs';
+import { nodeSocket, startCluster } from './support/redis.mjs';
 
-const { Redlock, ioredisExecutor, ioredisSubscriber, nodeRedisExecutor, nodeRedisSubscriber } = quorumlock;
+const {
+  Redlock,
+  ioredisExecutor,
+  ioredisSubscriber,
+  nodeRedisExecutor,
+  nodeRedisSubscriber,
+  respExecutor,
+  respSubscriber,
+} = quorumlock;
 
 // Far longer than any hand-off should take: without wake-ups, the waiter would sleep it out.
 const SLOW_RETRY = { retryDelay: 2000, retryJitter: 0, requestTimeout: 1000 };
@@ -73,6 +81,17 @@ describe('wake-ups across processes', () => {
     return new Redlock(clients.map(ioredisExecutor), { ...options, subscribers });
   }
 
+  /** A Redlock of its own over raw sockets. */
+  function respInstance(options) {
+    const executors = cluster.ports.map((port) => respExecutor({ connect: nodeSocket(port) }));
+    const subscribers = cluster.ports.map((port) => respSubscriber({ connect: nodeSocket(port) }));
+    closing.push(async () => {
+      for (const subscriber of subscribers) subscriber.close();
+      for (const executor of executors) executor.close();
+    });
+    return new Redlock(executors, { ...options, subscribers });
+  }
+
   /** `holder` holds `key` while `waiter` waits; returns how long after the release the
    * waiter got the lock, and the lock. */
   async function handOff(holder, waiter, key) {
@@ -99,6 +118,27 @@ describe('wake-ups across processes', () => {
     const [waited, lock] = await handOff(a, b, 'elsewhere:ioredis');
     assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
     await lock.release();
+    await Promise.all([a.flush(), b.flush()]);
+  });
+
+  test('a release by another instance wakes the waiter at once (RESP sockets)', { timeout: 20_000 }, async () => {
+    const [a, b] = [respInstance(SLOW_RETRY), respInstance(SLOW_RETRY)];
+    const [waited, lock] = await handOff(a, b, 'elsewhere:resp');
+    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
+    await lock.release();
+    await Promise.all([a.flush(), b.flush()]);
+  });
+
+  test('the waiter unsubscribes once it has its lock (RESP sockets)', { timeout: 20_000 }, async () => {
+    const key = 'elsewhere:resp-unsubscribe';
+    const a = respInstance(SLOW_RETRY);
+    const b = respInstance(SLOW_RETRY);
+    const held = await a.acquire(key, 10_000);
+    const waiting = b.acquire(key, 10_000);
+    await eventually(async () => (await subscriptions(key)).every((count) => count === 1));
+    await held.release();
+    await (await waiting).release();
+    await eventually(async () => (await subscriptions(key)).every((count) => count === 0));
     await Promise.all([a.flush(), b.flush()]);
   });
 
@@ -156,6 +196,7 @@ describe('wake-ups across processes', () => {
     assert.throws(() => new Redlock(executors, { subscribers: [null, 42, null] }), TypeError);
     assert.throws(() => ioredisSubscriber({}), TypeError);
     assert.throws(() => nodeRedisSubscriber(null), TypeError);
+    assert.throws(() => respSubscriber({}), TypeError);
     // Every node may go without one.
     new Redlock(executors, { subscribers: [null, undefined, null] });
   });

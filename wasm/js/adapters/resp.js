@@ -159,3 +159,114 @@ export function respExecutor({
   };
   return execute;
 }
+
+/** Pause before a subscriber opens its connection again after a failure: wake-ups only spare
+ * waiters their retry delay, and a node that is down is not worth hammering. */
+const REOPEN_PAUSE = 1000;
+
+/**
+ * `respSubscriber({ connect, username, password })`: the subscriber for the `subscribers` option
+ * of `Redlock` on one node, over a byte stream of its own (`connect()` as for `respExecutor`) in
+ * RESP subscriber mode. It opens at the first subscription; after a failure it opens again a
+ * second later and subscribes to every channel still wanted. `close()` ends it for good.
+ */
+export function respSubscriber({ connect, username, password } = {}) {
+  if (typeof connect !== 'function') throw new TypeError('respSubscriber needs a connect function');
+  const listeners = new Map();
+  /** The open connection: `{ socket, writer }`. */
+  let link = null;
+  let opening = false;
+  let reopen = null;
+  let closed = false;
+
+  const drop = (current) => {
+    current.writer.abort?.()?.catch?.(() => {});
+    closeQuietly(current.socket);
+  };
+  const later = () => {
+    if (closed || reopen !== null || listeners.size === 0) return;
+    reopen = setTimeout(() => {
+      reopen = null;
+      start();
+    }, REOPEN_PAUSE);
+    // Only waiters keep the process alive, not their wake-ups.
+    reopen.unref?.();
+  };
+  const lost = (current) => {
+    if (link !== current) return;
+    link = null;
+    drop(current);
+    later();
+  };
+  const write = (current, args) => {
+    current.writer.write(encodeCommand(args)).catch(() => lost(current));
+  };
+  const read = async (current, reader) => {
+    const parser = new ReplyParser();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const reply of parser.push(value)) {
+          // Besides messages, only the confirmations of AUTH and of (un)subscriptions come.
+          if (Array.isArray(reply) && reply[0] === 'message') listeners.get(reply[1])?.(reply[2]);
+          else if (reply instanceof ReplyError) throw reply;
+        }
+      }
+    } catch {
+      // The connection is lost either way.
+    } finally {
+      reader.releaseLock?.();
+    }
+    lost(current);
+  };
+  // Whatever is subscribed to while the connection opens is subscribed to once it is open.
+  const start = () => {
+    if (closed || opening || link !== null || listeners.size === 0) return;
+    opening = true;
+    Promise.resolve()
+      .then(connect)
+      .then((socket) => {
+        opening = false;
+        if (!socket?.readable || !socket?.writable) {
+          closeQuietly(socket);
+          throw new TypeError('connect() must give an object with readable and writable streams');
+        }
+        const current = { socket, writer: socket.writable.getWriter() };
+        if (closed || listeners.size === 0) {
+          drop(current);
+          return;
+        }
+        link = current;
+        socket.opened?.catch?.(() => {});
+        socket.closed?.catch?.(() => {});
+        if (password !== undefined) write(current, username === undefined ? ['AUTH', password] : ['AUTH', username, password]);
+        write(current, ['SUBSCRIBE', ...listeners.keys()]);
+        read(current, socket.readable.getReader());
+      })
+      .catch(() => {
+        opening = false;
+        later();
+      });
+  };
+  return {
+    subscribe(channel, onMessage) {
+      if (closed) return;
+      listeners.set(channel, onMessage);
+      if (link !== null) write(link, ['SUBSCRIBE', channel]);
+      else start();
+    },
+    unsubscribe(channel) {
+      if (listeners.delete(channel) && link !== null) write(link, ['UNSUBSCRIBE', channel]);
+    },
+    close() {
+      closed = true;
+      listeners.clear();
+      if (reopen !== null) clearTimeout(reopen);
+      reopen = null;
+      const current = link;
+      link = null;
+      if (current !== null) drop(current);
+    },
+  };
+}
