@@ -1,6 +1,6 @@
 // The npm package and the Rust client contend for the same resources on the same nodes and
 // behave as one lock: same keys, same tokens format, same commands (SET NX PX for one resource,
-// the acquire script for several).
+// the acquire script for several), and a release by one wakes a waiter of the other.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -8,10 +8,11 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import Redis from 'ioredis';
 import { quorumlock } from './support/package.mjs';
 import { nodeSocket, startCluster } from './support/redis.mjs';
 
-const { Redlock, respExecutor } = quorumlock;
+const { Redlock, respExecutor, respSubscriber } = quorumlock;
 
 const rustClient =
   process.env.QUORUMLOCK_CROSS_CLIENT ??
@@ -88,5 +89,45 @@ describe('the Rust client and the npm package share one lock', () => {
     const attempt = rust('try', 'shared:b');
     assert.match(await attempt.line(), /^locked [0-9a-f]{32}$/);
     assert.equal(await attempt.line(), 'released');
+  });
+
+  test("the Rust client's release wakes a JavaScript waiter over Pub/Sub", async () => {
+    const holder = rust('hold', 'shared:w');
+    assert.match(await holder.line(), /^locked /);
+    const subscribers = cluster.ports.map((port) => respSubscriber({ connect: nodeSocket(port) }));
+    const admins = cluster.ports.map((port) => new Redis(port, '127.0.0.1'));
+    const waiting = new Redlock(executors, {
+      subscribers,
+      // Far longer than a hand-off may take: without the wake-up, the waiter sleeps it out.
+      retryCount: 10,
+      retryDelay: 2000,
+      retryJitter: 0,
+      requestTimeout: 1000,
+    });
+    try {
+      const acquiring = waiting.acquire('shared:w', 5000);
+      // Refused once, the waiter has left its marker beside the key and listens on every node.
+      const listening = async () => {
+        const counts = await Promise.all(
+          admins.map(async (admin) => Number((await admin.pubsub('NUMSUB', 'quorumlock:released:shared:w'))[1])),
+        );
+        return counts.every((count) => count === 1);
+      };
+      for (let tries = 0; !(await listening()); tries += 1) {
+        if (tries === 300) assert.fail('the waiter never subscribed');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      holder.release();
+      assert.equal(await holder.line(), 'released');
+      const releasedAt = performance.now();
+      const lock = await acquiring;
+      const handOff = performance.now() - releasedAt;
+      assert.ok(handOff < 1000, `the waiter got the lock ${handOff.toFixed(0)} ms after the release`);
+      await lock.release();
+      await waiting.flush();
+    } finally {
+      for (const subscriber of subscribers) subscriber.close();
+      for (const admin of admins) admin.disconnect();
+    }
   });
 });
