@@ -1,6 +1,6 @@
 // The npm package and the Rust client contend for the same resources on the same nodes and
 // behave as one lock: same keys, same tokens format, same commands (SET NX PX for one resource,
-// the acquire script for several), and a release by one wakes a waiter of the other.
+// the acquire script for several), and a release by either wakes a waiter of the other.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -127,6 +127,35 @@ describe('the Rust client and the npm package share one lock', () => {
       await waiting.flush();
     } finally {
       for (const subscriber of subscribers) subscriber.close();
+      for (const admin of admins) admin.disconnect();
+    }
+  });
+
+  test("a JavaScript release wakes a Rust waiter over Pub/Sub", async () => {
+    const lock = await redlock.acquire('shared:r', 10_000);
+    const admins = cluster.ports.map((port) => new Redis(port, '127.0.0.1'));
+    try {
+      const waiter = rust('wait', 'shared:r');
+      // Refused once, the Rust waiter has left its marker beside the key and listens on the
+      // nodes; it retries only every two seconds on its own.
+      const listening = async () => {
+        const counts = await Promise.all(
+          admins.map(async (admin) => Number((await admin.pubsub('NUMSUB', 'quorumlock:released:shared:r'))[1])),
+        );
+        return counts.filter((count) => count === 1).length >= 2;
+      };
+      for (let tries = 0; !(await listening()); tries += 1) {
+        if (tries === 300) assert.fail('the Rust waiter never subscribed');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await lock.release();
+      const releasedAt = performance.now();
+      assert.match(await waiter.line(), /^locked /);
+      const handOff = performance.now() - releasedAt;
+      assert.ok(handOff < 1000, `the Rust waiter got the lock ${handOff.toFixed(0)} ms after the release`);
+      assert.equal(await waiter.line(), 'released');
+      assert.equal(await waiter.exited, 0);
+    } finally {
       for (const admin of admins) admin.disconnect();
     }
   });
