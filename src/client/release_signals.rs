@@ -11,7 +11,7 @@ use redis::Client;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 
-use crate::proto::Instant;
+use crate::proto::{Instant, LastRelease};
 
 use super::release_listener::{self, Interest};
 
@@ -35,10 +35,8 @@ pub(crate) struct ReleaseSignals {
 struct Waiting {
     notify: Arc<Notify>,
     subscribers: usize,
-    /// The last release heard of, and from which nodes. A waiter is woken once a quorum of
-    /// nodes announced it — earlier, its attempt would still find the key on the others — and
-    /// only once, not once per node.
-    last_release: Option<HeardRelease>,
+    /// The last release heard of, which wakes a waiter once (see [`LastRelease`]).
+    last_release: LastRelease,
     /// A holder of this client that got the resource while somebody here waited for it, and
     /// until when its lease is valid. Its release wakes a waiter directly, so until then
     /// waiters need not ask the nodes.
@@ -48,13 +46,6 @@ struct Waiting {
 struct LocalHolder {
     token: String,
     until: Instant,
-}
-
-struct HeardRelease {
-    token: String,
-    /// Bit `i` set: node `i` announced it; all bits: this process released it.
-    nodes: u64,
-    signalled: bool,
 }
 
 impl ReleaseSignals {
@@ -147,22 +138,11 @@ impl ReleaseSignals {
         if entry.holder.as_ref().is_some_and(|h| h.token == token) {
             entry.holder = None;
         }
-        let release = match &mut entry.last_release {
-            Some(release) if release.token == token => release,
-            other => other.insert(HeardRelease {
-                token: token.to_owned(),
-                nodes: 0,
-                signalled: false,
-            }),
+        let counts = match node {
+            Some(node) => entry.last_release.announced(node, token, self.quorum),
+            None => entry.last_release.released_here(token),
         };
-        match node {
-            // Nodes past 64 are never counted; such a release still arrives by retrying.
-            Some(node) if node < 64 => release.nodes |= 1 << node,
-            Some(_) => {}
-            None => release.nodes = u64::MAX,
-        }
-        if !release.signalled && release.nodes.count_ones() as usize >= self.quorum {
-            release.signalled = true;
+        if counts {
             entry.notify.notify_one();
         }
     }
@@ -178,7 +158,7 @@ impl ReleaseSignals {
                     Waiting {
                         notify: Arc::new(Notify::new()),
                         subscribers: 0,
-                        last_release: None,
+                        last_release: LastRelease::default(),
                         holder: None,
                     }
                 });

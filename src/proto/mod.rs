@@ -9,6 +9,7 @@ mod command;
 mod config;
 mod error;
 mod extend;
+mod heard;
 mod lease;
 mod operation;
 mod release;
@@ -24,6 +25,7 @@ pub use command::{Arg, Command, CommandKind, NodeId, Reply, RequestId, Transmit}
 pub use config::{Config, ConfigError, Retry, Settings};
 pub use error::{AcquireError, ExtendError, ResourceError};
 pub use extend::Extend;
+pub use heard::LastRelease;
 pub use lease::Lease;
 pub use operation::Operation;
 pub use release::{Release, Released};

@@ -25,7 +25,7 @@
 //! [`Operation::handle_wakeup`]: quorumlock::proto::Operation::handle_wakeup
 //! [`Operation::handle_known_held`]: quorumlock::proto::Operation::handle_known_held
 
-use quorumlock::proto::Instant;
+use quorumlock::proto::{Instant, LastRelease};
 
 /// The waiters and known holders of one engine's resources.
 #[derive(Default)]
@@ -73,7 +73,7 @@ impl ByResource {
                         waiters: Vec::new(),
                         holder: None,
                         missed: false,
-                        last_release: None,
+                        last_release: LastRelease::default(),
                     },
                 ));
                 self.0.len() - 1
@@ -97,18 +97,9 @@ struct Entry {
     /// takes it rather than sleep out its delay on a lock that may be free; a later holder
     /// makes it moot.
     missed: bool,
-    /// The last release of the resource heard of: one of this engine, or one whose messages
-    /// came in from some nodes. Its later messages wake nobody again.
-    last_release: Option<HeardRelease>,
-}
-
-struct HeardRelease {
-    token: String,
-    /// The nodes it was heard from, as bits: the first 64 nodes count, a release of this
-    /// engine counts as all of them.
-    nodes: u64,
-    /// Whether it woke (or tried to wake) a waiter already.
-    signalled: bool,
+    /// The last release of the resource heard of, which wakes a waiter once (see
+    /// [`LastRelease`]).
+    last_release: LastRelease,
 }
 
 struct Holder {
@@ -221,13 +212,13 @@ impl Waits {
     /// found lost). Returns whether to wake a waiter for it: not when the nodes' messages
     /// about the release already did.
     pub(crate) fn released_here(&mut self, resource: &str, token: &str) -> bool {
-        self.heard(resource, token, u64::MAX, 1)
+        self.holder_gone(resource, token)
+            .is_some_and(|last| last.released_here(token))
     }
 
     /// Node `node` published a release of `resource` under `token`. Returns whether to wake a
-    /// waiter for it: once the release has been heard from `quorum` nodes, and only once. A
-    /// node past the 64th is not counted; such a release still reaches the waiters as they
-    /// retry.
+    /// waiter for it: once the release has been heard from `quorum` nodes, and only once (see
+    /// [`LastRelease::announced`]).
     pub(crate) fn released_elsewhere(
         &mut self,
         resource: &str,
@@ -235,34 +226,18 @@ impl Waits {
         node: usize,
         quorum: usize,
     ) -> bool {
-        let bit = u32::try_from(node)
-            .ok()
-            .and_then(|node| 1u64.checked_shl(node))
-            .unwrap_or(0);
-        self.heard(resource, token, bit, quorum)
+        self.holder_gone(resource, token)
+            .is_some_and(|last| last.announced(node, token, quorum))
     }
 
-    fn heard(&mut self, resource: &str, token: &str, nodes: u64, quorum: usize) -> bool {
-        let Some(entry) = self.by_resource.get_mut(resource) else {
-            return false;
-        };
+    /// Forgets the holder of `resource` if it held it under `token`, and gives what was heard
+    /// of its releases; `None` if nobody waits for the resource.
+    fn holder_gone(&mut self, resource: &str, token: &str) -> Option<&mut LastRelease> {
+        let entry = self.by_resource.get_mut(resource)?;
         if entry.holder.as_ref().is_some_and(|h| h.token == token) {
             entry.holder = None;
         }
-        let release = match &mut entry.last_release {
-            Some(release) if release.token == token => release,
-            other => other.insert(HeardRelease {
-                token: token.to_owned(),
-                nodes: 0,
-                signalled: false,
-            }),
-        };
-        release.nodes |= nodes;
-        if release.signalled || (release.nodes.count_ones() as usize) < quorum {
-            return false;
-        }
-        release.signalled = true;
-        true
+        Some(&mut entry.last_release)
     }
 
     /// Until when a lock of this engine keeps any of `resources`, if one still does at the

@@ -10,6 +10,17 @@ const DEFAULT_MAX_PENDING = 1000;
 class ConnectionError extends Error {}
 Object.defineProperty(ConnectionError.prototype, 'name', { value: 'ConnectionError' });
 
+/** The replies read from `reader`, parsed, a chunk's worth at a time (one await per chunk,
+ * not per reply), until the stream ends. */
+async function* repliesFrom(reader) {
+  const parser = new ReplyParser();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    yield parser.push(value);
+  }
+}
+
 function closeQuietly(socket) {
   try {
     const closing = socket?.close?.();
@@ -68,12 +79,9 @@ class Connection {
   }
 
   async #read(reader) {
-    const parser = new ReplyParser();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        for (const reply of parser.push(value)) {
+      for await (const replies of repliesFrom(reader)) {
+        for (const reply of replies) {
           const entry = this.#pending.shift();
           if (!entry) throw new ProtocolError('reply without a request');
           clearTimeout(entry.timer);
@@ -202,12 +210,9 @@ export function respSubscriber({ connect, username, password } = {}) {
     current.writer.write(encodeCommand(args)).catch(() => lost(current));
   };
   const read = async (current, reader) => {
-    const parser = new ReplyParser();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        for (const reply of parser.push(value)) {
+      for await (const replies of repliesFrom(reader)) {
+        for (const reply of replies) {
           // Besides messages, only the confirmations of AUTH and of (un)subscriptions come.
           if (Array.isArray(reply) && reply[0] === 'message') listeners.get(reply[1])?.(reply[2]);
           else if (reply instanceof ReplyError) throw reply;
