@@ -140,3 +140,63 @@ async fn a_kept_lock_stops_at_the_extension_limit() {
     })
     .await;
 }
+
+/// A lock handed to a thread outside its runtime (sync code after `block_on`) is kept alive,
+/// and released, on the runtime it was taken on.
+#[test]
+fn a_lock_kept_alive_outside_its_runtime_runs_on_its_own_runtime() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ttl = Duration::from_millis(300);
+    let redlock = Redlock::builder(urls.clone())
+        .ttl(ttl)
+        .request_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let lock = runtime
+        .block_on(bounded(async { redlock.lock("outside").await }))
+        .unwrap();
+
+    // This thread is in no runtime's context.
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let kept = lock.keep_alive();
+    let status = kept.status().clone();
+
+    runtime.block_on(bounded(async {
+        // Two extensions show the keeper running, however long the wait for it.
+        while status.lease().extensions() < 2 {
+            tokio::time::sleep(ttl / 4).await;
+        }
+        assert!(status.is_valid() && !status.is_lost());
+        let released = kept.release().await.expect("the keeper task is gone");
+        assert!(released.is_clean(), "{}", released.report);
+        assert_no_keys(&redlock, &urls).await;
+    }));
+}
+
+/// A lock dropped on a thread outside its runtime is still released there, not left to its TTL.
+#[test]
+fn a_lock_dropped_outside_its_runtime_is_released() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redlock = Redlock::builder(urls.clone())
+        .ttl(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let lock = runtime
+        .block_on(bounded(async { redlock.lock("dropped-outside").await }))
+        .unwrap();
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    drop(lock);
+    // The TTL is 30 s: only the release can have removed the key.
+    runtime.block_on(bounded(assert_no_keys(&redlock, &urls)));
+}

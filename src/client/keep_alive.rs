@@ -42,9 +42,10 @@ impl Lock {
     /// [`LockStatus::lost`] resolves with the reason, extension stops, and the task releases
     /// whatever keys of ours are left at once.
     ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime, like [`tokio::spawn`].
+    /// The task runs on the runtime the lock was taken on, so this may be called from any
+    /// thread. If that runtime has shut down, there is nothing left to run it: the lock then
+    /// expires with its TTL, and [`KeptLock::release`] and [`LockStatus::released`] give
+    /// `None`.
     pub fn keep_alive(self) -> KeptLock {
         let lease = self.lease().clone();
         let resources: Arc<[String]> = lease.resources().into();
@@ -61,7 +62,14 @@ impl Lock {
         };
         let (stop, stopped) = oneshot::channel();
         let redlock = self.redlock().clone();
-        tokio::spawn(keep(self, sender, stopped));
+        let runtime = self.runtime();
+        let task = keep(self, sender, stopped);
+        match runtime {
+            // A runtime that shut down drops the task, and with it the lock and the status's
+            // sender: the status then reads as cancelled.
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(task),
+        }
         KeptLock {
             status,
             stop: Some(stop),

@@ -6,8 +6,9 @@ use crate::proto::{Config, ExtendError, Instant, Lease, Released, Report, Token}
 
 use super::{clock, Error, Redlock};
 
-/// A held lock. Release it with [`release`](Self::release); dropping it releases in a spawned
-/// task (never blocking the current thread). Check [`is_valid`](Self::is_valid) before acting on
+/// A held lock. Release it with [`release`](Self::release); dropping it releases in a task
+/// spawned on the runtime the lock was taken on (never blocking the current thread, and from
+/// any thread, inside that runtime or not). Check [`is_valid`](Self::is_valid) before acting on
 /// shared state late in a long critical section.
 #[derive(Debug)]
 #[must_use = "dropping a lock releases it at once"]
@@ -18,6 +19,10 @@ pub struct Lock {
     /// Set when an extension found the lock lost: the old lease must not be trusted any more.
     lost: bool,
     armed: bool,
+    /// The runtime the lock was taken on, where its release and keep-alive task run: a lock
+    /// handed to a thread outside that runtime (sync code after `block_on`) must still be
+    /// released, and kept alive, without a runtime of its own there.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Lock {
@@ -28,6 +33,7 @@ impl Lock {
             lease,
             lost: false,
             armed: true,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -101,6 +107,14 @@ impl Lock {
         &self.redlock
     }
 
+    /// The runtime to spawn the lock's own work on: the one it was taken on, else the current
+    /// one. `None` only outside any runtime for a lock made outside one.
+    pub(crate) fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+    }
+
     /// Deletes the keys on every node that still holds them for us; the report says what each
     /// node did. Never fails and never hangs: each node has its request deadline. Cancel-safe:
     /// dropped before it resolves, the release still finishes in the background.
@@ -115,15 +129,15 @@ impl Drop for Lock {
         if !self.armed {
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
+        match self.runtime() {
+            Some(runtime) => {
                 let redlock = self.redlock.clone();
                 let lease = self.lease.clone();
                 self.redlock.spawn_background(&runtime, async move {
                     redlock.release_lease(&lease).await;
                 });
             }
-            Err(_) => tracing::warn!(
+            None => tracing::warn!(
                 resources = ?self.lease.resources(),
                 "lock dropped outside a tokio runtime: it cannot be released and expires with its TTL"
             ),
