@@ -294,10 +294,11 @@ export class Engine {
    * waiters still retry on their own.
    */
   #subscribeAll(resource, subscribe) {
-    const channel = this.#channelPrefix + resource;
     queueMicrotask(() => {
       this.#subscribers.forEach((subscriber, node) => {
         if (subscriber === null) return;
+        // The script publishes on the key as the node stores it: after the client's prefix.
+        const channel = this.#channelPrefix + subscriber.keyPrefix + resource;
         try {
           const done = subscribe
             ? subscriber.subscribe(channel, (message) => this.#heard(node, resource, message))

@@ -39,6 +39,11 @@ export interface Subscriber {
   subscribe(channel: string, onMessage: (message: string | Uint8Array) => void): unknown;
   /** Stops the messages of `channel`. */
   unsubscribe(channel: string): unknown;
+  /**
+   * What the node's executor puts before every key (ioredis's `keyPrefix`): the release script
+   * publishes on the key as stored, so the channel names include it. Default: none.
+   */
+  readonly keyPrefix?: string;
 }
 
 /** A subscriber on a connection of its own, which `close()` ends. */

@@ -70,7 +70,12 @@ export function checkSubscribers(subscribers, nodes) {
         `options.subscribers[${index}] must have subscribe(channel, onMessage) and unsubscribe(channel) methods, or be null`,
       );
     }
-    return subscriber;
+    const keyPrefix = subscriber.keyPrefix ?? '';
+    if (typeof keyPrefix !== 'string') {
+      throw new TypeError(`options.subscribers[${index}].keyPrefix must be a string, got ${kindOf(keyPrefix)}`);
+    }
+    // Read once, here: the engine names channels with it on every subscription.
+    return { keyPrefix, subscribe: subscriber.subscribe.bind(subscriber), unsubscribe: subscriber.unsubscribe.bind(subscriber) };
   });
   return checked.some((subscriber) => subscriber !== null) ? checked : null;
 }

@@ -70,9 +70,9 @@ describe('wake-ups across processes', () => {
     return new Redlock(clients.map(nodeRedisExecutor), { ...options, subscribers });
   }
 
-  /** A Redlock of its own over ioredis. */
-  function ioredisInstance(options) {
-    const clients = cluster.ports.map((port) => new Redis(port, '127.0.0.1'));
+  /** A Redlock of its own over ioredis; `redisOptions` for its clients. */
+  function ioredisInstance(options, redisOptions = {}) {
+    const clients = cluster.ports.map((port) => new Redis(port, '127.0.0.1', redisOptions));
     const subscribers = clients.map(ioredisSubscriber);
     closing.push(async () => {
       for (const subscriber of subscribers) subscriber.close();
@@ -94,11 +94,11 @@ describe('wake-ups across processes', () => {
 
   /** `holder` holds `key` while `waiter` waits; returns how long after the release the
    * waiter got the lock, and the lock. */
-  async function handOff(holder, waiter, key) {
+  async function handOff(holder, waiter, key, keyPrefix = '') {
     const held = await holder.acquire(key, 10_000);
     const waiting = waiter.acquire(key, 10_000);
     // Refused once, the waiter sleeps out its delay, subscribed on every node.
-    await eventually(async () => (await subscriptions(key)).every((count) => count === 1));
+    await eventually(async () => (await subscriptions(keyPrefix + key)).every((count) => count === 1));
     const releasing = performance.now();
     await held.release();
     const lock = await waiting;
@@ -117,6 +117,17 @@ describe('wake-ups across processes', () => {
     const [a, b] = [ioredisInstance(SLOW_RETRY), ioredisInstance(SLOW_RETRY)];
     const [waited, lock] = await handOff(a, b, 'elsewhere:ioredis');
     assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
+    await lock.release();
+    await Promise.all([a.flush(), b.flush()]);
+  });
+
+  test('with an ioredis keyPrefix, the waiter listens on the prefixed key', { timeout: 20_000 }, async () => {
+    const prefixed = { keyPrefix: 'app:' };
+    const [a, b] = [ioredisInstance(SLOW_RETRY, prefixed), ioredisInstance(SLOW_RETRY, prefixed)];
+    const [waited, lock] = await handOff(a, b, 'elsewhere:prefixed', 'app:');
+    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
+    // The keys themselves carry the prefix, as ioredis stores them.
+    assert.equal(await admins[0].exists('app:elsewhere:prefixed'), 1);
     await lock.release();
     await Promise.all([a.flush(), b.flush()]);
   });
@@ -195,6 +206,8 @@ describe('wake-ups across processes', () => {
     assert.throws(() => new Redlock(executors, { subscribers: [{ subscribe() {} }, null, null] }), /subscribers\[0\]/);
     assert.throws(() => new Redlock(executors, { subscribers: [null, 42, null] }), TypeError);
     assert.throws(() => ioredisSubscriber({}), TypeError);
+    const badPrefix = { subscribe() {}, unsubscribe() {}, keyPrefix: 7 };
+    assert.throws(() => new Redlock([() => 'OK'], { subscribers: [badPrefix] }), /keyPrefix must be a string/);
     assert.throws(() => nodeRedisSubscriber(null), TypeError);
     assert.throws(() => respSubscriber({}), TypeError);
     // Every node may go without one.

@@ -73,7 +73,8 @@ export function ioredisExecutor(client) {
  * `ioredisSubscriber(client)`: the subscriber for the `subscribers` option of `Redlock` on the
  * node `client` reaches. It subscribes on a duplicate of the client (a connection in subscriber
  * mode can send nothing else), opened when it first subscribes; ioredis reconnects it and
- * subscribes again on its own. `close()` disconnects it for good.
+ * subscribes again on its own. `close()` disconnects it for good. The client's `keyPrefix`,
+ * which ioredis puts before the keys of commands but not before channel names, is handed on.
  */
 export function ioredisSubscriber(client) {
   if (!client || typeof client.duplicate !== 'function') {
@@ -90,7 +91,9 @@ export function ioredisSubscriber(client) {
     connection.on('message', (channel, message) => listeners.get(channel)?.(message));
     return connection;
   };
+  const keyPrefix = client.options?.keyPrefix;
   return {
+    keyPrefix: typeof keyPrefix === 'string' ? keyPrefix : '',
     subscribe(channel, onMessage) {
       if (closed) return undefined;
       listeners.set(channel, onMessage);
