@@ -140,6 +140,27 @@ describe('wake-ups across processes', () => {
     await Promise.all([a.flush(), b.flush()]);
   });
 
+  test('a RESP subscriber whose connection is killed subscribes again and still wakes the waiter', { timeout: 20_000 }, async () => {
+    // Longer than the subscriber's pause before it reconnects plus the hand-off bound, so that
+    // only a wake-up can end the wait in time.
+    const slower = { ...SLOW_RETRY, retryDelay: 4000 };
+    const [a, b] = [respInstance(slower), respInstance(slower)];
+    const key = 'elsewhere:resubscribed';
+    const held = await a.acquire(key, 10_000);
+    const waiting = b.acquire(key, 10_000);
+    await eventually(async () => (await subscriptions(key)).every((count) => count === 1));
+    for (const admin of admins) await admin.client('KILL', 'TYPE', 'pubsub');
+    assert.deepEqual(await subscriptions(key), [0, 0, 0]);
+    await eventually(async () => (await subscriptions(key)).every((count) => count === 1));
+    const releasing = performance.now();
+    await held.release();
+    const lock = await waiting;
+    const waited = performance.now() - releasing;
+    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
+    await lock.release();
+    await Promise.all([a.flush(), b.flush()]);
+  });
+
   test('the waiter unsubscribes once it has its lock (RESP sockets)', { timeout: 20_000 }, async () => {
     const key = 'elsewhere:resp-unsubscribe';
     const a = respInstance(SLOW_RETRY);
