@@ -42,10 +42,10 @@ impl Lock {
     /// [`LockStatus::lost`] resolves with the reason, extension stops, and the task releases
     /// whatever keys of ours are left at once.
     ///
-    /// The task runs on the runtime the lock was taken on, so this may be called from any
-    /// thread. If that runtime has shut down, there is nothing left to run it: the lock then
-    /// expires with its TTL, and [`KeptLock::release`] and [`LockStatus::released`] give
-    /// `None`.
+    /// The task runs on the current runtime or, called from a thread outside any, on the one
+    /// the lock was taken on. If that runtime has shut down, there is nothing left to run it:
+    /// the lock then expires with its TTL, and [`KeptLock::release`] and
+    /// [`LockStatus::released`] give `None`.
     pub fn keep_alive(self) -> KeptLock {
         let lease = self.lease().clone();
         let resources: Arc<[String]> = lease.resources().into();

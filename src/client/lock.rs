@@ -6,9 +6,9 @@ use crate::proto::{Config, ExtendError, Instant, Lease, Released, Report, Token}
 
 use super::{clock, Error, Redlock};
 
-/// A held lock. Release it with [`release`](Self::release); dropping it releases in a task
-/// spawned on the runtime the lock was taken on (never blocking the current thread, and from
-/// any thread, inside that runtime or not). Check [`is_valid`](Self::is_valid) before acting on
+/// A held lock. Release it with [`release`](Self::release); dropping it releases in a spawned
+/// task (never blocking the current thread): on the current runtime or, dropped on a thread
+/// outside any, on the one the lock was taken on. Check [`is_valid`](Self::is_valid) before acting on
 /// shared state late in a long critical section.
 #[derive(Debug)]
 #[must_use = "dropping a lock releases it at once"]
@@ -107,12 +107,13 @@ impl Lock {
         &self.redlock
     }
 
-    /// The runtime to spawn the lock's own work on: the one it was taken on, else the current
-    /// one. `None` only outside any runtime for a lock made outside one.
+    /// The runtime to spawn the lock's own work on: the current one (the lock's may have shut
+    /// down since), else the one it was taken on. `None` only outside any runtime for a lock
+    /// made outside one.
     pub(crate) fn runtime(&self) -> Option<tokio::runtime::Handle> {
-        self.runtime
-            .clone()
-            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.clone())
     }
 
     /// Deletes the keys on every node that still holds them for us; the report says what each
