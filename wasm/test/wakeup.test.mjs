@@ -118,7 +118,10 @@ describe('wake-ups within one instance', () => {
     const redlock = new Redlock(recordingSets(key, sets), { retryDelay: 40, retryJitter: 0, retryCount: 200 });
     const first = await redlock.acquire(key, 10_000);
     const waiters = [redlock.acquire(key, 500), redlock.acquire(key, 500)];
-    await eventually(() => sets.length >= 6);
+    // Two attempts each: both waiters have paused once, so both wait in the instance when the
+    // lock changes hands. A waiter that first pauses after its sibling took the lock does not
+    // hear of that holder, and retries at its delay (a known gap, not what this test is about).
+    await eventually(() => sets.length >= 12);
     await first.release();
     // Known to the instance, and never released: its keys expire after 500 ms.
     const [abandoned, third] = await firstOf(waiters);
@@ -129,8 +132,10 @@ describe('wake-ups within one instance', () => {
     assert.ok(!abandoned.isValid());
     // No SET went out while the abandoned lock was valid, and the waiter got the lock soon
     // after its keys expired.
-    assert.ok(
-      sets.every((at) => at < heldFrom || at >= validUntil - 5),
+    const early = sets.filter((at) => at >= heldFrom && at < validUntil - 5);
+    assert.deepEqual(
+      early.map((at) => `${(at - heldFrom).toFixed(1)} ms in, ${(validUntil - at).toFixed(1)} ms before the end`),
+      [],
       'a waiter asked the nodes while the lock was valid',
     );
     assert.ok(waited >= 400 && waited < 500 + HAND_OFF_BOUND_MS, `the waiter got the lock after ${waited.toFixed(0)} ms`);
