@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{assert_held_where_granted, assert_no_keys, bounded, del_everywhere};
 use quorumlock::proto::ExtendError;
 use quorumlock::testing::RedisCluster;
-use quorumlock::Redlock;
+use quorumlock::{Lock, Redlock};
 
 async fn soon<F: std::future::Future>(what: &str, event: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), event)
@@ -141,6 +141,16 @@ async fn a_kept_lock_stops_at_the_extension_limit() {
     .await;
 }
 
+/// A lock on `key` taken on `runtime` and handed out of it, to this thread, which is in no
+/// runtime's context: sync code after `block_on`.
+fn lock_out_of(runtime: &tokio::runtime::Runtime, redlock: &Redlock, key: &str) -> Lock {
+    let lock = runtime
+        .block_on(bounded(async { redlock.lock(key).await }))
+        .unwrap();
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    lock
+}
+
 /// A lock handed to a thread outside its runtime (sync code after `block_on`) is kept alive,
 /// and released, on the runtime it was taken on.
 #[test]
@@ -158,13 +168,7 @@ fn a_lock_kept_alive_outside_its_runtime_runs_on_its_own_runtime() {
         .request_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
-    let lock = runtime
-        .block_on(bounded(async { redlock.lock("outside").await }))
-        .unwrap();
-
-    // This thread is in no runtime's context.
-    assert!(tokio::runtime::Handle::try_current().is_err());
-    let kept = lock.keep_alive();
+    let kept = lock_out_of(&runtime, &redlock, "outside").keep_alive();
     let status = kept.status().clone();
 
     runtime.block_on(bounded(async {
@@ -192,11 +196,7 @@ fn a_lock_dropped_outside_its_runtime_is_released() {
         .ttl(Duration::from_secs(30))
         .build()
         .unwrap();
-    let lock = runtime
-        .block_on(bounded(async { redlock.lock("dropped-outside").await }))
-        .unwrap();
-    assert!(tokio::runtime::Handle::try_current().is_err());
-    drop(lock);
+    drop(lock_out_of(&runtime, &redlock, "dropped-outside"));
     // The TTL is 30 s: only the release can have removed the key.
     runtime.block_on(bounded(assert_no_keys(&redlock, &urls)));
 }

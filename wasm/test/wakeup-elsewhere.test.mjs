@@ -92,73 +92,64 @@ describe('wake-ups across processes', () => {
     return new Redlock(executors, { ...options, subscribers });
   }
 
-  /** `holder` holds `key` while `waiter` waits; returns how long after the release the
-   * waiter got the lock, and the lock. */
-  async function handOff(holder, waiter, key, keyPrefix = '') {
+  /**
+   * `holder` holds `key` while `waiter` waits, subscribed on every node (to the channel of
+   * `keyPrefix + key`); `whileWaiting`, if given, runs then, after which the subscriptions must
+   * be back. Asserts that the waiter gets the lock soon after the release, then lets it go.
+   */
+  async function assertReleaseWakesWaiter(holder, waiter, key, { keyPrefix = '', whileWaiting } = {}) {
+    const subscribed = async () => (await subscriptions(keyPrefix + key)).every((count) => count === 1);
     const held = await holder.acquire(key, 10_000);
     const waiting = waiter.acquire(key, 10_000);
     // Refused once, the waiter sleeps out its delay, subscribed on every node.
-    await eventually(async () => (await subscriptions(keyPrefix + key)).every((count) => count === 1));
-    const releasing = performance.now();
-    await held.release();
-    const lock = await waiting;
-    return [performance.now() - releasing, lock];
-  }
-
-  test('a release by another instance wakes the waiter at once (node-redis)', { timeout: 20_000 }, async () => {
-    const [a, b] = [await nodeRedisInstance(SLOW_RETRY), await nodeRedisInstance(SLOW_RETRY)];
-    const [waited, lock] = await handOff(a, b, 'elsewhere:node-redis');
-    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
-    await lock.release();
-    await Promise.all([a.flush(), b.flush()]);
-  });
-
-  test('a release by another instance wakes the waiter at once (ioredis)', { timeout: 20_000 }, async () => {
-    const [a, b] = [ioredisInstance(SLOW_RETRY), ioredisInstance(SLOW_RETRY)];
-    const [waited, lock] = await handOff(a, b, 'elsewhere:ioredis');
-    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
-    await lock.release();
-    await Promise.all([a.flush(), b.flush()]);
-  });
-
-  test('with an ioredis keyPrefix, the waiter listens on the prefixed key', { timeout: 20_000 }, async () => {
-    const prefixed = { keyPrefix: 'app:' };
-    const [a, b] = [ioredisInstance(SLOW_RETRY, prefixed), ioredisInstance(SLOW_RETRY, prefixed)];
-    const [waited, lock] = await handOff(a, b, 'elsewhere:prefixed', 'app:');
-    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
-    // The keys themselves carry the prefix, as ioredis stores them.
-    assert.equal(await admins[0].exists('app:elsewhere:prefixed'), 1);
-    await lock.release();
-    await Promise.all([a.flush(), b.flush()]);
-  });
-
-  test('a release by another instance wakes the waiter at once (RESP sockets)', { timeout: 20_000 }, async () => {
-    const [a, b] = [respInstance(SLOW_RETRY), respInstance(SLOW_RETRY)];
-    const [waited, lock] = await handOff(a, b, 'elsewhere:resp');
-    assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
-    await lock.release();
-    await Promise.all([a.flush(), b.flush()]);
-  });
-
-  test('a RESP subscriber whose connection is killed subscribes again and still wakes the waiter', { timeout: 20_000 }, async () => {
-    // Longer than the subscriber's pause before it reconnects plus the hand-off bound, so that
-    // only a wake-up can end the wait in time.
-    const slower = { ...SLOW_RETRY, retryDelay: 4000 };
-    const [a, b] = [respInstance(slower), respInstance(slower)];
-    const key = 'elsewhere:resubscribed';
-    const held = await a.acquire(key, 10_000);
-    const waiting = b.acquire(key, 10_000);
-    await eventually(async () => (await subscriptions(key)).every((count) => count === 1));
-    for (const admin of admins) await admin.client('KILL', 'TYPE', 'pubsub');
-    assert.deepEqual(await subscriptions(key), [0, 0, 0]);
-    await eventually(async () => (await subscriptions(key)).every((count) => count === 1));
+    await eventually(subscribed);
+    if (whileWaiting) {
+      await whileWaiting();
+      await eventually(subscribed);
+    }
     const releasing = performance.now();
     await held.release();
     const lock = await waiting;
     const waited = performance.now() - releasing;
     assert.ok(waited < HAND_OFF_BOUND_MS, `the waiter got the lock ${waited.toFixed(0)} ms after the release`);
     await lock.release();
-    await Promise.all([a.flush(), b.flush()]);
+    await Promise.all([holder.flush(), waiter.flush()]);
+  }
+
+  test('a release by another instance wakes the waiter at once (node-redis)', { timeout: 20_000 }, async () => {
+    const [a, b] = [await nodeRedisInstance(SLOW_RETRY), await nodeRedisInstance(SLOW_RETRY)];
+    await assertReleaseWakesWaiter(a, b, 'elsewhere:node-redis');
+  });
+
+  test('a release by another instance wakes the waiter at once (ioredis)', { timeout: 20_000 }, async () => {
+    await assertReleaseWakesWaiter(ioredisInstance(SLOW_RETRY), ioredisInstance(SLOW_RETRY), 'elsewhere:ioredis');
+  });
+
+  test('with an ioredis keyPrefix, the waiter listens on the prefixed key', { timeout: 20_000 }, async () => {
+    const prefixed = { keyPrefix: 'app:' };
+    const [a, b] = [ioredisInstance(SLOW_RETRY, prefixed), ioredisInstance(SLOW_RETRY, prefixed)];
+    await assertReleaseWakesWaiter(a, b, 'elsewhere:prefixed', {
+      keyPrefix: 'app:',
+      // The key itself carries the prefix, as ioredis stores it.
+      whileWaiting: async () => assert.equal(await admins[0].exists('app:elsewhere:prefixed'), 1),
+    });
+  });
+
+  test('a release by another instance wakes the waiter at once (RESP sockets)', { timeout: 20_000 }, async () => {
+    await assertReleaseWakesWaiter(respInstance(SLOW_RETRY), respInstance(SLOW_RETRY), 'elsewhere:resp');
+  });
+
+  test('a RESP subscriber whose connection is killed subscribes again and still wakes the waiter', { timeout: 20_000 }, async () => {
+    // Longer than the subscriber's pause before it reconnects plus the hand-off bound, so that
+    // only a wake-up can end the wait in time.
+    const slower = { ...SLOW_RETRY, retryDelay: 4000 };
+    const key = 'elsewhere:resubscribed';
+    await assertReleaseWakesWaiter(respInstance(slower), respInstance(slower), key, {
+      whileWaiting: async () => {
+        for (const admin of admins) await admin.client('KILL', 'TYPE', 'pubsub');
+        assert.deepEqual(await subscriptions(key), [0, 0, 0]);
+      },
+    });
   });
 
   test('the waiter unsubscribes once it has its lock (RESP sockets)', { timeout: 20_000 }, async () => {
