@@ -218,9 +218,22 @@ async fn a_silent_release_is_found_by_retrying() {
 /// While another task of the same client holds the resource, a task that asks for it again
 /// does not ask the nodes (they could only refuse): it waits for that holder's release, which
 /// wakes it directly. Here the first holder comes back for the lock while a waiter it woke
-/// holds it, as the scenario's contenders do.
+/// holds it, as the scenario's contenders do, and another waiter still waits.
 #[tokio::test]
 async fn a_task_does_not_ask_the_nodes_while_a_sibling_holds_the_lock() {
+    a_returning_task_waits_without_asking("sibling", 2).await;
+}
+
+/// The same when the waiter that took the lock was the only one: nobody waits any more, yet
+/// the client remembers who holds the resource.
+#[tokio::test]
+async fn a_lock_taken_by_the_only_waiter_is_known_to_its_siblings() {
+    a_returning_task_waits_without_asking("lone", 1).await;
+}
+
+/// `waiters` tasks wait for `key` behind a first holder; once one of them holds it, the first
+/// holder asks again, and must wait without sending a `SET` until that lock is released.
+async fn a_returning_task_waits_without_asking(key: &'static str, waiters: i64) {
     let cluster = RedisCluster::start(3).unwrap();
     let urls = cluster.urls();
     bounded(async move {
@@ -229,37 +242,34 @@ async fn a_task_does_not_ask_the_nodes_while_a_sibling_holds_the_lock() {
             .retry(Retry::new(20, Duration::from_secs(30), Duration::ZERO))
             .build()
             .unwrap();
-        let first = redlock.lock("sibling").await.unwrap();
+        let first = redlock.lock(key).await.unwrap();
         let (handed_tx, mut handed_rx) = tokio::sync::mpsc::unbounded_channel();
         let (go_tx, go_rx) = tokio::sync::watch::channel(false);
-        let mut waiters = Vec::new();
-        for _ in 0..2 {
+        let mut tasks = Vec::new();
+        for _ in 0..waiters {
             let (redlock, handed_tx, mut go_rx) =
                 (redlock.clone(), handed_tx.clone(), go_rx.clone());
-            waiters.push(tokio::spawn(async move {
-                let lock = redlock
-                    .lock("sibling")
-                    .await
-                    .expect("the waiter gets the lock");
+            tasks.push(tokio::spawn(async move {
+                let lock = redlock.lock(key).await.expect("the waiter gets the lock");
                 handed_tx.send(()).unwrap();
                 go_rx.wait_for(|go| *go).await.unwrap();
                 lock.release().await;
             }));
         }
         for url in &urls {
-            while clean_ups(url).await < 2 {
+            while clean_ups(url).await < waiters {
                 tokio::task::yield_now().await;
             }
         }
         first.release().await;
-        // One waiter holds the lock now; the other still waits.
+        // One waiter holds the lock now; any other still waits.
         handed_rx.recv().await.unwrap();
         redlock.flush().await;
         let before = sets(&urls).await;
 
         let again = tokio::spawn({
             let redlock = redlock.clone();
-            async move { redlock.lock("sibling").await }
+            async move { redlock.lock(key).await }
         });
         // Let the new call run its first attempt (on this runtime, one turn of the scheduler),
         // then make sure anything it sent has reached the nodes.
@@ -272,8 +282,8 @@ async fn a_task_does_not_ask_the_nodes_while_a_sibling_holds_the_lock() {
         );
 
         go_tx.send(true).unwrap();
-        for waiter in waiters {
-            waiter.await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
         }
         let lock = again
             .await

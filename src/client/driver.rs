@@ -40,18 +40,20 @@ pub(crate) async fn drive<O>(nodes: &Arc<NodeSet>, op: O) -> O::Output
 where
     O: Operation + Send + 'static,
 {
-    drive_with_wakeups(nodes, op, None).await
+    drive_with_wakeups(nodes, op, None).await.0
 }
 
 /// Like [`drive`], and while the operation pauses between attempts it also listens for
 /// in-process releases of `resources` (see [`ReleaseSignals`]), handing them to the operation as
 /// [`Operation::handle_wakeup`]. The subscription is taken only once the operation first pauses,
-/// so an uncontended acquire never touches the registry.
+/// so an uncontended acquire never touches the registry. It comes back with the outcome: an
+/// acquire that waited notes its lock as the resources' holder before dropping it (see
+/// [`ReleaseSignals::held`]).
 pub(crate) async fn drive_with_wakeups<O>(
     set: &Arc<NodeSet>,
     op: O,
     wakeups: Option<(&Arc<ReleaseSignals>, Arc<[String]>)>,
-) -> O::Output
+) -> (O::Output, Option<Subscription>)
 where
     O: Operation + Send + 'static,
 {
@@ -94,7 +96,7 @@ where
                     let_go(set, request, now);
                 }
             }
-            return outcome;
+            return (outcome, subscription);
         }
         prune(set, op, in_flight);
 
@@ -121,7 +123,8 @@ where
         if pausing && released.is_empty() {
             if let Some((signals, resources)) = &wakeups {
                 let first_pause = subscription.is_none();
-                let subscription = subscription.get_or_insert_with(|| signals.subscribe(resources));
+                let subscription =
+                    subscription.get_or_insert_with(|| signals.subscribe(resources, clock::now()));
                 // A release between the start and this first pause found nobody listening:
                 // try again now rather than sleep out the delay on a lock that may be free.
                 if first_pause

@@ -357,10 +357,13 @@ impl Redlock {
             // Waiters of this client hear of its releases at once (see ReleaseSignals).
             let wakeups = (config.retry().retries > 0)
                 .then(|| (&self.shared.release_signals, acquire.shared_resources()));
-            let outcome = driver::drive_with_wakeups(&self.shared.nodes, acquire, wakeups).await;
+            let (outcome, waited) =
+                driver::drive_with_wakeups(&self.shared.nodes, acquire, wakeups).await;
             match &outcome {
                 Ok(lease) => {
+                    // While this acquire still counts as a waiter: see drive_with_wakeups.
                     self.note_held(lease);
+                    drop(waited);
                     tracing::debug!(
                     validity_ms = lease.validity().as_millis() as u64,
                     report = %lease.report(),

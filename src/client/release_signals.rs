@@ -1,6 +1,10 @@
 //! Wake-ups for waiters: a release wakes a task of this client that waits for the same
 //! resource, instead of leaving it to sleep out its retry delay. Releases made by this client
 //! are signalled directly; releases made elsewhere arrive through the release listeners.
+//!
+//! A lock this client took after waiting stays known as the resource's holder until its
+//! release, even when nobody waits any more: a task that was mid-attempt then, or the holder's
+//! own next request, waits for that release instead of asking the nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,9 +23,11 @@ use super::release_listener::{self, Interest};
 /// arrival order and keeps a single permit when nobody is listening at that instant, so a
 /// release that falls between a waiter's failed attempt and its next wait is not lost.
 pub(crate) struct ReleaseSignals {
+    /// Resources somebody waits for, and those a lock taken after waiting holds.
     waiting: Mutex<HashMap<String, Waiting>>,
-    /// Subscriptions alive; lets a release skip the map when nobody waits (the common case).
-    subscriptions: AtomicUsize,
+    /// Entries in `waiting`; lets a release skip the map when no resource is contended (the
+    /// common case).
+    tracked: AtomicUsize,
     /// Releases made by this client so far. A waiter subscribes only when it first pauses; if
     /// this moved since its acquire began, a release may have come before anybody listened.
     epoch: AtomicU64,
@@ -52,7 +58,7 @@ impl ReleaseSignals {
     pub(crate) fn new(clients: Vec<Client>, quorum: usize, connect_timeout: Duration) -> Self {
         Self {
             waiting: Mutex::default(),
-            subscriptions: AtomicUsize::new(0),
+            tracked: AtomicUsize::new(0),
             epoch: AtomicU64::new(0),
             clients,
             quorum,
@@ -65,7 +71,7 @@ impl ReleaseSignals {
     /// so a waiter can go at once.
     pub(crate) fn released(&self, resources: &[String], token: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if self.subscriptions.load(Ordering::Acquire) == 0 {
+        if self.tracked.load(Ordering::Acquire) == 0 {
             return;
         }
         for resource in resources {
@@ -74,9 +80,10 @@ impl ReleaseSignals {
     }
 
     /// This client got (or extended) a lock on `resources` under `token`, valid until
-    /// `until`. Noted only for resources somebody here waits for: nobody else would ask.
+    /// `until`. Noted only for resources somebody here waits for, the acquire that got it
+    /// included while it still holds its [`Subscription`]: nobody else is likely to ask.
     pub(crate) fn held(&self, resources: &[String], token: &str, until: Instant) {
-        if self.subscriptions.load(Ordering::Acquire) == 0 {
+        if self.tracked.load(Ordering::Acquire) == 0 {
             return;
         }
         let Ok(mut waiting) = self.waiting.lock() else {
@@ -104,7 +111,7 @@ impl ReleaseSignals {
         resources: &[String],
         now: impl FnOnce() -> Instant,
     ) -> Option<(Instant, Instant)> {
-        if self.subscriptions.load(Ordering::Acquire) == 0 {
+        if self.tracked.load(Ordering::Acquire) == 0 {
             return None;
         }
         let waiting = self.waiting.lock().ok()?;
@@ -138,6 +145,14 @@ impl ReleaseSignals {
         if entry.holder.as_ref().is_some_and(|h| h.token == token) {
             entry.holder = None;
         }
+        if entry.subscribers == 0 {
+            // Nobody to wake: the entry only remembered a holder.
+            if entry.holder.is_none() {
+                waiting.remove(resource);
+                self.tracked.store(waiting.len(), Ordering::Release);
+            }
+            return;
+        }
         let counts = match node {
             Some(node) => entry.last_release.announced(node, token, self.quorum),
             None => entry.last_release.released_here(token),
@@ -147,26 +162,31 @@ impl ReleaseSignals {
         }
     }
 
-    /// Registers interest in releases of `resources` until the subscription is dropped.
-    pub(crate) fn subscribe(self: &Arc<Self>, resources: &[String]) -> Subscription {
+    /// Registers interest in releases of `resources` until the subscription is dropped; `now`
+    /// is the time of the waiter's first pause.
+    pub(crate) fn subscribe(self: &Arc<Self>, resources: &[String], now: Instant) -> Subscription {
         let mut notifies = Vec::with_capacity(resources.len());
         let mut first_interest = Vec::new();
         if let Ok(mut waiting) = self.waiting.lock() {
+            // A lock dropped without a release leaves nothing behind once its keys expired.
+            waiting.retain(|_, entry| {
+                entry.subscribers > 0 || entry.holder.as_ref().is_some_and(|h| h.until > now)
+            });
             for resource in resources {
-                let entry = waiting.entry(resource.clone()).or_insert_with(|| {
-                    first_interest.push(resource.clone());
-                    Waiting {
-                        notify: Arc::new(Notify::new()),
-                        subscribers: 0,
-                        last_release: LastRelease::default(),
-                        holder: None,
-                    }
+                let entry = waiting.entry(resource.clone()).or_insert_with(|| Waiting {
+                    notify: Arc::new(Notify::new()),
+                    subscribers: 0,
+                    last_release: LastRelease::default(),
+                    holder: None,
                 });
+                if entry.subscribers == 0 {
+                    first_interest.push(resource.clone());
+                }
                 entry.subscribers += 1;
                 notifies.push(entry.notify.clone());
             }
+            self.tracked.store(waiting.len(), Ordering::Release);
         }
-        self.subscriptions.fetch_add(1, Ordering::AcqRel);
         for resource in first_interest {
             self.tell_listeners(Interest::Watch(resource));
         }
@@ -222,18 +242,24 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.signals.subscriptions.fetch_sub(1, Ordering::AcqRel);
         let mut forgotten = Vec::new();
         if let Ok(mut waiting) = self.signals.waiting.lock() {
             for resource in &self.resources {
                 if let Some(entry) = waiting.get_mut(resource) {
                     entry.subscribers -= 1;
                     if entry.subscribers == 0 {
-                        waiting.remove(resource);
+                        if entry.holder.is_some() {
+                            // Kept for the holder; a permit nobody took is not for the next
+                            // waiter, who comes after this holder.
+                            entry.notify = Arc::new(Notify::new());
+                        } else {
+                            waiting.remove(resource);
+                        }
                         forgotten.push(resource.clone());
                     }
                 }
             }
+            self.signals.tracked.store(waiting.len(), Ordering::Release);
         }
         for resource in forgotten {
             self.signals.tell_listeners(Interest::Forget(resource));

@@ -557,7 +557,7 @@ impl RedlockCore {
                         let first_pause = !waiter.registered;
                         if first_pause {
                             let watch = watch(host.transport, subscribed);
-                            waits.register(id, op.resources(), watch);
+                            waits.register(id, op.resources(), now, watch);
                             waiter.registered = true;
                         }
                         // A release that came before this acquire listened, or that found every
@@ -576,16 +576,19 @@ impl RedlockCore {
                         return (at, follow_up);
                     }
                     Stepped::Done(Ok(lease)) => {
-                        if waiter.registered {
-                            let forget = forget(host.transport, subscribed);
-                            waits.unregister(id, op.resources(), forget);
-                        }
+                        // Noted before this acquire stops waiting, so that a lock taken after
+                        // waiting stays known even when nobody else waits now: a contender
+                        // still mid-attempt is refused, pauses, and then waits for its release.
                         if !waits.is_idle() {
                             waits.held(
                                 lease.resources(),
                                 lease.token().as_str(),
                                 lease.valid_until(),
                             );
+                        }
+                        if waiter.registered {
+                            let forget = forget(host.transport, subscribed);
+                            waits.unregister(id, op.resources(), forget);
                         }
                         break Ok(Outcome::Value(HeldLock::new(config.clone(), lease).into()));
                     }

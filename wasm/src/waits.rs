@@ -7,7 +7,9 @@
 //!
 //! An acquire becomes a waiter only when it first pauses between attempts, so an uncontended
 //! acquire never registers, and while nobody waits every hook the engine calls here is one
-//! check of an empty map.
+//! check of an empty map. A lock taken by an acquire that had waited stays known as the
+//! resource's holder after its last waiter left: contenders that were mid-attempt then, and
+//! the holder's own next request, pause for its release instead of asking the nodes.
 //!
 //! A release wakes one waiter per resource, the first in arrival order that can use the hint;
 //! the others sleep on. The one woken carries the hand-off: if it gets the lock, its own release
@@ -30,7 +32,8 @@ use quorumlock::proto::{Instant, LastRelease};
 /// The waiters and known holders of one engine's resources.
 #[derive(Default)]
 pub(crate) struct Waits {
-    /// Only resources somebody waits for have an entry.
+    /// Only resources somebody waits for, or that a lock taken after waiting holds, have an
+    /// entry.
     by_resource: ByResource,
     /// Releases (and losses, and aborted acquires' clean-ups) so far. A waiter registers only
     /// at its first pause; if this moved since its acquire began, a release may have come
@@ -38,8 +41,8 @@ pub(crate) struct Waits {
     epoch: u64,
 }
 
-/// The entries by resource, in a list: only resources somebody waits for right now have one,
-/// which are few, and a list keeps the module smaller than a map would.
+/// The entries by resource, in a list: only contended resources have one, which are few, and a
+/// list keeps the module smaller than a map would.
 #[derive(Default)]
 struct ByResource(Vec<(String, Entry)>);
 
@@ -85,13 +88,22 @@ impl ByResource {
     fn remove(&mut self, resource: &str) {
         self.0.retain(|(name, _)| name != resource);
     }
+
+    /// Drops the entries that only remember a holder whose validity ended by `now`: a lock
+    /// dropped without a release leaves nothing behind once its keys have expired.
+    fn forget_expired_holders(&mut self, now: Instant) {
+        self.0.retain(|(_, entry)| {
+            !entry.waiters.is_empty() || entry.holder.as_ref().is_some_and(|h| h.until > now)
+        });
+    }
 }
 
 struct Entry {
     /// The waiting acquires by id, in the order they first paused.
     waiters: Vec<u32>,
     /// A lock of this engine on the resource, noted when it was taken or extended while
-    /// somebody here waited for it: until its release, waiters need not ask the nodes.
+    /// somebody here waited for it (the acquire that took it included): until its release,
+    /// waiters need not ask the nodes.
     holder: Option<Holder>,
     /// A release that no waiter could use, each being mid-attempt. The first to pause next
     /// takes it rather than sleep out its delay on a lock that may be free; a later holder
@@ -131,7 +143,7 @@ impl Waiter {
 }
 
 impl Waits {
-    /// Whether nobody waits: then nothing else here needs calling.
+    /// Whether nobody waits and no holder is remembered: then nothing else here needs calling.
     pub(crate) fn is_idle(&self) -> bool {
         self.by_resource.is_empty()
     }
@@ -156,11 +168,22 @@ impl Waits {
         self.epoch = self.epoch.wrapping_add(1);
     }
 
-    /// Adds acquire `id`, pausing for the first time, to the waiters for `resources`;
+    /// Adds acquire `id`, pausing for the first time at `now`, to the waiters for `resources`;
     /// `watch` is told of each resource nobody waited for until now.
-    pub(crate) fn register(&mut self, id: u32, resources: &[String], mut watch: impl FnMut(&str)) {
+    pub(crate) fn register(
+        &mut self,
+        id: u32,
+        resources: &[String],
+        now: Instant,
+        mut watch: impl FnMut(&str),
+    ) {
+        self.by_resource.forget_expired_holders(now);
         for resource in resources {
-            if self.by_resource.get(resource).is_none() {
+            if self
+                .by_resource
+                .get(resource)
+                .is_none_or(|entry| entry.waiters.is_empty())
+            {
                 watch(resource);
             }
             let entry = self.by_resource.entry(resource);
@@ -170,8 +193,9 @@ impl Waits {
         }
     }
 
-    /// Removes acquire `id` from the waiters for `resources`; a resource nobody waits for any
-    /// more is forgotten, with what was known of its holder, and `forget` is told of it.
+    /// Removes acquire `id` from the waiters for `resources`; `forget` is told of each resource
+    /// nobody waits for any more. Its entry stays while a lock of this engine is known to hold
+    /// it (see [`Waits::held`]), and goes with everything else known about it otherwise.
     pub(crate) fn unregister(
         &mut self,
         id: u32,
@@ -180,9 +204,12 @@ impl Waits {
     ) {
         for resource in resources {
             if let Some(entry) = self.by_resource.get_mut(resource.as_str()) {
+                let waited = !entry.waiters.is_empty();
                 entry.waiters.retain(|waiter| *waiter != id);
-                if entry.waiters.is_empty() {
-                    self.by_resource.remove(resource.as_str());
+                if waited && entry.waiters.is_empty() {
+                    if entry.holder.is_none() {
+                        self.by_resource.remove(resource.as_str());
+                    }
                     forget(resource);
                 }
             }
@@ -190,7 +217,8 @@ impl Waits {
     }
 
     /// A lock of this engine holds `resources` under `token` until `until` (taken, or
-    /// extended). Noted only for resources somebody waits for: nobody else would ask.
+    /// extended). Noted only for resources somebody waits for, the acquire that took it
+    /// included when it had waited: nobody else is likely to ask.
     pub(crate) fn held(&mut self, resources: &[String], token: &str, until: Instant) {
         for resource in resources {
             if let Some(entry) = self.by_resource.get_mut(resource.as_str()) {
@@ -231,13 +259,22 @@ impl Waits {
     }
 
     /// Forgets the holder of `resource` if it held it under `token`, and gives what was heard
-    /// of its releases; `None` if nobody waits for the resource.
+    /// of its releases; `None` if nobody waits for the resource. An entry left with neither a
+    /// holder nor a waiter goes.
     fn holder_gone(&mut self, resource: &str, token: &str) -> Option<&mut LastRelease> {
         let entry = self.by_resource.get_mut(resource)?;
         if entry.holder.as_ref().is_some_and(|h| h.token == token) {
             entry.holder = None;
         }
-        Some(&mut entry.last_release)
+        if entry.waiters.is_empty() {
+            if entry.holder.is_none() {
+                self.by_resource.remove(resource);
+            }
+            return None;
+        }
+        self.by_resource
+            .get_mut(resource)
+            .map(|entry| &mut entry.last_release)
     }
 
     /// Until when a lock of this engine keeps any of `resources`, if one still does at the

@@ -112,6 +112,30 @@ describe('wake-ups within one instance', () => {
     await redlock.flush();
   });
 
+  test('a lock taken by the only waiter stays known: a fresh acquire sends no SET while it is held', { timeout: 20_000 }, async () => {
+    const key = 'wake:lone';
+    const sets = [];
+    const redlock = new Redlock(recordingSets(key, sets), { retryDelay: 40, retryJitter: 0, retryCount: 200 });
+    const first = await redlock.acquire(key, 10_000);
+    const waiting = redlock.acquire(key, 10_000);
+    // The waiter has been refused twice: it has paused, and waits in the instance.
+    await eventually(() => sets.length >= 6);
+    await first.release();
+    // Nobody else waits now, yet the instance remembers who holds the lock.
+    const holder = await waiting;
+    const heldFrom = performance.now();
+    const fresh = redlock.acquire(key, 10_000);
+    await sleep(300);
+    const early = sets.filter((at) => at >= heldFrom);
+    assert.equal(early.length, 0, `${early.length} SETs went to the nodes while the lock was held here`);
+    const releasing = performance.now();
+    await holder.release();
+    const next = await fresh;
+    assert.ok(performance.now() - releasing < HAND_OFF_BOUND_MS, 'the release did not wake the fresh acquire');
+    await next.release();
+    await redlock.flush();
+  });
+
   test('a holder that expires without a release leaves its waiters to the nodes once its validity ends', { timeout: 20_000 }, async () => {
     const key = 'wake:expiring';
     const sets = [];
@@ -119,8 +143,7 @@ describe('wake-ups within one instance', () => {
     const first = await redlock.acquire(key, 10_000);
     const waiters = [redlock.acquire(key, 500), redlock.acquire(key, 500)];
     // Two attempts each: both waiters have paused once, so both wait in the instance when the
-    // lock changes hands. A waiter that first pauses after its sibling took the lock does not
-    // hear of that holder, and retries at its delay (a known gap, not what this test is about).
+    // lock changes hands.
     await eventually(() => sets.length >= 12);
     await first.release();
     // Known to the instance, and never released: its keys expire after 500 ms.
