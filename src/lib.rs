@@ -110,7 +110,7 @@ pub mod proto;
 mod client;
 #[cfg(feature = "tokio")]
 pub use client::{
-    BuildError, Error, KeptLock, Lock, LockContext, LockRequest, LockStatus, Redlock,
+    BuildError, ConnectError, Error, KeptLock, Lock, LockContext, LockRequest, LockStatus, Redlock,
     RedlockBuilder,
 };
 

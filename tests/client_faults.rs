@@ -557,3 +557,65 @@ async fn a_lock_on_several_resources_reaches_a_straggler_that_lost_its_scripts()
     })
     .await;
 }
+
+/// Clients connected to `url` right now, this query's own connection included.
+async fn connected_clients(url: &str) -> i64 {
+    let info: String = query(url, redis::cmd("INFO").arg("clients")).await;
+    info.lines()
+        .find_map(|line| line.strip_prefix("connected_clients:")?.trim().parse().ok())
+        .expect("INFO clients reports connected_clients")
+}
+
+/// `connect` opens one connection per node up front, and locks then use it rather than open
+/// another; a node that is down is named, and the error says whether the others still make
+/// a quorum.
+#[tokio::test]
+async fn connect_opens_every_node_up_front_and_names_the_nodes_that_failed() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    bounded(async move {
+        let redlock = Redlock::new(urls.clone()).unwrap();
+        for url in &urls {
+            assert_eq!(
+                connected_clients(url).await,
+                1,
+                "{url}: connected before connect()"
+            );
+        }
+        redlock.connect().await.expect("every node is up");
+        for url in &urls {
+            assert_eq!(
+                connected_clients(url).await,
+                2,
+                "{url}: not connected by connect()"
+            );
+        }
+        redlock.lock("connected").await.unwrap().release().await;
+        for url in &urls {
+            assert_eq!(
+                connected_clients(url).await,
+                2,
+                "{url}: the lock opened another connection"
+            );
+        }
+
+        cluster.kill(2).unwrap();
+        let fresh = Redlock::new(urls.clone()).unwrap();
+        let error = fresh.connect().await.unwrap_err();
+        let failed: Vec<usize> = error.failures().iter().map(|(node, _)| *node).collect();
+        assert_eq!(failed, [2], "{error}");
+        assert_eq!(error.failures()[0].1.kind, NodeErrorKind::Io, "{error}");
+        assert!(error.has_quorum(), "{error}");
+        assert!(error.to_string().contains("node 2"), "{error}");
+
+        cluster.kill(1).unwrap();
+        let error = Redlock::new(urls.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(error.failures().len(), 2, "{error}");
+        assert!(!error.has_quorum(), "{error}");
+    })
+    .await;
+}

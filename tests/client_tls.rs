@@ -262,6 +262,14 @@ async fn nodes_signed_by_an_untrusted_authority_are_refused() {
             report.to_lowercase().contains("certificate"),
             "the report should name the certificate problem: {report}"
         );
+        // Found at start-up already, by `connect`, on every node.
+        let refused = client(&urls).connect().await.unwrap_err();
+        assert_eq!(refused.failures().len(), 3, "{refused}");
+        assert!(!refused.has_quorum(), "{refused}");
+        assert!(
+            refused.to_string().to_lowercase().contains("certificate"),
+            "the error should name the certificate problem: {refused}"
+        );
     })
     .await;
 }
@@ -273,16 +281,7 @@ async fn a_restarted_tls_node_is_reconnected() {
     bounded(async move {
         let redlock = client(&urls);
         // Connect to every node first, so the restart breaks an established TLS session.
-        assert!(redlock
-            .lock("tls:warm-up")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .is_clean());
-        // The release may still be finishing on a node in the background; a connection attempt
-        // of it racing the restart could fail, and the attempt below would share that failure.
-        redlock.flush().await;
+        redlock.connect().await.expect("every TLS node connects");
 
         cluster.restart(1).unwrap();
         assert!(cluster.node(1).is_tls());

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::proto::{AcquireError, ConfigError, ExtendError, Report, ResourceError};
+use crate::proto::{AcquireError, ConfigError, ExtendError, NodeError, Report, ResourceError};
 
 /// Why building a [`Redlock`](super::Redlock) failed.
 #[derive(Debug)]
@@ -47,6 +47,51 @@ impl std::error::Error for BuildError {
         }
     }
 }
+
+/// The nodes [`Redlock::connect`](super::Redlock::connect) could not connect to. The client
+/// stays usable: those nodes are tried again on their next request.
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    pub(crate) failures: Vec<(usize, NodeError)>,
+    pub(crate) nodes: usize,
+    pub(crate) quorum: usize,
+}
+
+impl ConnectError {
+    /// The nodes that failed, by their position in the URL list, and why.
+    pub fn failures(&self) -> &[(usize, NodeError)] {
+        &self.failures
+    }
+
+    /// Whether the nodes that did connect still make a quorum: locks can be taken, with less
+    /// room for further failures.
+    pub fn has_quorum(&self) -> bool {
+        self.nodes - self.failures.len() >= self.quorum
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "could not connect to {} of {} nodes (",
+            self.failures.len(),
+            self.nodes
+        )?;
+        for (at, (node, error)) in self.failures.iter().enumerate() {
+            let separator = if at == 0 { "" } else { "; " };
+            write!(f, "{separator}node {node}: {error}")?;
+        }
+        let connected = self.nodes - self.failures.len();
+        if self.has_quorum() {
+            write!(f, "); the other {connected} still make a quorum")
+        } else {
+            write!(f, "); {connected} cannot make a quorum of {}", self.quorum)
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
 
 /// Why a lock operation failed.
 #[derive(Debug)]

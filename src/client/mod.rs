@@ -39,7 +39,7 @@ use crate::proto::{
     Acquire, Config, Extend, ExtendError, Lease, Release, Released, Retry, Settings, Token,
 };
 
-pub use error::{BuildError, Error};
+pub use error::{BuildError, ConnectError, Error};
 pub use keep_alive::{KeptLock, LockStatus};
 pub use lock::Lock;
 pub use request::LockRequest;
@@ -242,6 +242,30 @@ impl Redlock {
     /// The validated settings.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// Connects to every node now instead of on first use, all at once, each attempt bounded
+    /// by the connection timeout; a node already connected costs nothing. Call it at start-up
+    /// to find a wrong URL, password or certificate before the first lock, and so that the
+    /// first lock does not carry the connection set-up (a TLS handshake) inside its request
+    /// deadline. The error lists the nodes that failed and says whether the others still make
+    /// a quorum; those nodes are tried again on their next request, as always.
+    pub async fn connect(&self) -> Result<(), ConnectError> {
+        let attempts = self.shared.nodes.nodes.iter().map(Node::connect);
+        let failures: Vec<_> = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(node, outcome)| outcome.err().map(|error| (node, error)))
+            .collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(ConnectError {
+            failures,
+            nodes: self.shared.config.nodes(),
+            quorum: self.shared.config.quorum(),
+        })
     }
 
     /// Acquires `resource`, retrying per the configured policy. Await the result, or chain

@@ -11,7 +11,7 @@ use futures_util::future::{FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 
-use crate::proto::{Arg, Command, Reply};
+use crate::proto::{Arg, Command, NodeError, Reply};
 
 use super::background::Background;
 
@@ -41,6 +41,15 @@ impl Node {
     pub(crate) fn send(&self, command: Arc<Cmd>) -> impl Future<Output = Reply> + Send + 'static {
         let state = Arc::clone(&self.0);
         async move { state.send(command).await }
+    }
+
+    /// Opens the node's connection unless it has one, waiting for the attempt (which the
+    /// connection timeout bounds).
+    pub(crate) async fn connect(&self) -> Result<(), NodeError> {
+        match self.0.connection().await {
+            Ok(_) => Ok(()),
+            Err(failure) => Err(NodeError::from_reply(&failure)),
+        }
     }
 
     /// Counts a request that got no reply in time; see [`NodeState::note_timeout`].

@@ -126,6 +126,14 @@ async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         let redlock = Redlock::builder(nodes.urls.clone())
             .ttl(options.ttl)
             .build()?;
+        // Connected before serving: a wrong URL or password shows now rather than on the first
+        // request. A minority of nodes down is no reason not to serve.
+        if let Err(error) = redlock.connect().await {
+            if !error.has_quorum() {
+                return Err(error.into());
+            }
+            eprintln!("instance {name}: {error}");
+        }
         let app = router(
             redlock,
             AppSettings {
