@@ -9,12 +9,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_held, assert_held_where_granted, assert_no_keys, bounded, failed_with, pttl, query,
-    quick_retry, status,
+    assert_held, assert_held_where_granted, assert_no_keys, bounded, connect, failed_with, pttl,
+    query, quick_retry, status,
 };
 use quorumlock::proto::{NodeErrorKind, NodeStatus, Report};
 use quorumlock::testing::RedisCluster;
 use quorumlock::{Error, Redlock};
+use redis::aio::MultiplexedConnection;
 
 /// Far above the 200 ms request deadline a 10 s TTL gets, far below the TTL itself: an operation
 /// that waited on a stalled node for anything like the TTL (or redis-rs's own timeouts, chained)
@@ -558,9 +559,13 @@ async fn a_lock_on_several_resources_reaches_a_straggler_that_lost_its_scripts()
     .await;
 }
 
-/// Clients connected to `url` right now, this query's own connection included.
-async fn connected_clients(url: &str) -> i64 {
-    let info: String = query(url, redis::cmd("INFO").arg("clients")).await;
+/// Clients connected to the node that `inspector` is connected to, the inspector included.
+async fn connected_clients(inspector: &mut MultiplexedConnection) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(inspector)
+        .await
+        .expect("INFO clients");
     info.lines()
         .find_map(|line| line.strip_prefix("connected_clients:")?.trim().parse().ok())
         .expect("INFO clients reports connected_clients")
@@ -574,28 +579,32 @@ async fn connect_opens_every_node_up_front_and_names_the_nodes_that_failed() {
     let cluster = RedisCluster::start(3).unwrap();
     let urls = cluster.urls();
     bounded(async move {
-        let redlock = Redlock::new(urls.clone()).unwrap();
+        // One lasting connection per node to count with: a connection closed on our side is
+        // counted by the server until it has noticed, so every other one must be gone first.
+        let mut inspectors = Vec::new();
         for url in &urls {
-            assert_eq!(
-                connected_clients(url).await,
-                1,
-                "{url}: connected before connect()"
-            );
+            let mut inspector = connect(url).await;
+            while connected_clients(&mut inspector).await > 1 {
+                tokio::task::yield_now().await;
+            }
+            inspectors.push(inspector);
         }
+        let redlock = Redlock::new(urls.clone()).unwrap();
         redlock.connect().await.expect("every node is up");
-        for url in &urls {
+        for (node, inspector) in inspectors.iter_mut().enumerate() {
             assert_eq!(
-                connected_clients(url).await,
+                connected_clients(inspector).await,
                 2,
-                "{url}: not connected by connect()"
+                "node {node}: not connected by connect()"
             );
         }
         redlock.lock("connected").await.unwrap().release().await;
-        for url in &urls {
+        redlock.flush().await;
+        for (node, inspector) in inspectors.iter_mut().enumerate() {
             assert_eq!(
-                connected_clients(url).await,
+                connected_clients(inspector).await,
                 2,
-                "{url}: the lock opened another connection"
+                "node {node}: the lock opened another connection"
             );
         }
 

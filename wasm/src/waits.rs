@@ -309,10 +309,14 @@ impl Waits {
         &entry.waiters[from..]
     }
 
-    /// A release of `resource` found no waiter that could use it.
+    /// A release of `resource` found no waiter that could use it, each being mid-attempt.
+    /// Without waiters there is nobody to keep it for: an acquire that pauses later learns of
+    /// releases since it started from [`Waits::released_since`].
     pub(crate) fn miss(&mut self, resource: &str) {
         if let Some(entry) = self.by_resource.get_mut(resource) {
-            entry.missed = true;
+            if !entry.waiters.is_empty() {
+                entry.missed = true;
+            }
         }
     }
 
